@@ -1,0 +1,3 @@
+from otel_judge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""The ``otel-judge`` command. The only module that exits the process.
+
+otel-judge serve [--config FILE]   run until SIGTERM/SIGINT, then shut down gracefully
+otel-judge validate FILE...        list every problem of each config under its YAML path
+otel-judge --version
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from otel_judge import __version__
+from otel_judge.config import Config, default_config, load_config
+from otel_judge.errors import ConfigError
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="otel-judge", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"otel-judge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="receive OTLP, judge GenAI spans, export everything")
+    serve.add_argument("--config", "-c", help="YAML config file; without it, the embedded default")
+    validate = sub.add_parser("validate", help="check config files and list every problem")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "validate":
+        return _validate(args.files)
+    return _serve(args.config)
+
+
+def _validate(files: Sequence[str]) -> int:
+    status = 0
+    for path in files:
+        try:
+            _, warnings = load_config(path)
+        except ConfigError as exc:
+            print(f"{path}: invalid", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
+            status = EXIT_CONFIG
+            continue
+        print(f"{path}: OK")
+        for warning in warnings:
+            print(f"  warning: {warning}", file=sys.stderr)
+    return status
+
+
+def _setup_logging(config: Config) -> logging.Logger:
+    level = os.environ.get("OTEL_JUDGE_LOG_LEVEL", config.service.logs.level).upper()
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return logging.getLogger("otel_judge")
+
+
+def _serve(config_path: str | None) -> int:
+    try:
+        if config_path:
+            config, warnings = load_config(config_path)
+        else:
+            config, warnings = default_config(os.environ), []
+    except ConfigError as exc:
+        print(f"otel-judge: {config_path or 'default config'} is invalid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    logger = _setup_logging(config)
+    for warning in warnings:
+        logger.warning("config: %s", warning)
+    try:
+        asyncio.run(_run(config, logger))
+    except OSError as exc:
+        print(f"otel-judge: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _run(config: Config, logger: logging.Logger) -> None:
+    from otel_judge.component import Settings
+    from otel_judge.pipeline import Pipeline
+
+    pipeline = Pipeline(config, Settings(logger=logger))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await pipeline.start()
+    except BaseException:
+        await pipeline.shutdown(0)
+        raise
+    print(pipeline.describe(), file=sys.stderr, flush=True)
+    await stop.wait()
+    logger.info("shutting down (grace %gs)", config.service.shutdown_grace)
+    await pipeline.shutdown()
+    logger.info("stopped")

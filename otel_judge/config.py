@@ -1,0 +1,514 @@
+"""What the user writes: the YAML configuration, as pydantic models that mirror it one to one.
+
+Every model forbids unknown keys and documents every field, so ``otel-judge validate`` can list
+every problem under its YAML path (``sampling.policies[2].probabilistic.sampling_percentage: ...``)
+and the reference in the docs is generated from these descriptions. Where otel-judge overlaps with
+the OpenTelemetry Collector (receivers, exporters, sampling policies, durations, ``${env:NAME}``),
+keys and spellings are the Collector's so operators can paste blocks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from otel_judge.errors import ConfigError
+
+# --------------------------------------------------------------------------- durations
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Parse a Collector-style duration (``500ms``, ``30s``, ``1m30s``) or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration such as 500ms, 30s or 5m is expected")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text == "0":
+            return 0.0
+        pos, seconds = 0, 0.0
+        for match in _DURATION_PART.finditer(text):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if pos != len(text) or not text:
+            raise ValueError(f"{value!r} is not a duration (write it like 500ms, 30s, 5m or 1h30m)")
+    else:
+        raise ValueError("a duration such as 500ms, 30s or 5m is expected")
+    if seconds < 0:
+        raise ValueError("a duration must not be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- receivers
+
+
+class GrpcServerConfig(_Model):
+    endpoint: str = Field("127.0.0.1:4317", description="host:port the OTLP/gRPC server listens on.")
+    max_recv_msg_size_mib: int = Field(
+        16, gt=0, le=1024, description="Largest request accepted, in MiB; larger ones get RESOURCE_EXHAUSTED."
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        return _check_host_port(value)
+
+
+class OtlpProtocolsConfig(_Model):
+    grpc: GrpcServerConfig | None = Field(
+        default_factory=GrpcServerConfig, description="OTLP/gRPC (TraceService and LogsService)."
+    )
+
+
+class OtlpReceiverConfig(_Model):
+    protocols: OtlpProtocolsConfig = Field(
+        default_factory=OtlpProtocolsConfig, description="Which OTLP transports to serve."
+    )
+
+
+class ReceiversConfig(_Model):
+    otlp: OtlpReceiverConfig = Field(
+        default_factory=OtlpReceiverConfig, description="The OTLP receiver, as in the Collector."
+    )
+
+
+# --------------------------------------------------------------------------- exporters
+
+
+class TlsClientConfig(_Model):
+    insecure: bool = Field(False, description="Plaintext connection (no TLS).")
+    ca_file: str | None = Field(None, description="PEM file of the CA that signed the server certificate.")
+    cert_file: str | None = Field(None, description="PEM client certificate, for mTLS.")
+    key_file: str | None = Field(None, description="PEM client key, for mTLS.")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsClientConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (mTLS needs both)")
+        return self
+
+
+class RetryConfig(_Model):
+    """Capped exponential backoff with jitter; the Collector's ``retry_on_failure`` keys."""
+
+    enabled: bool = Field(True, description="Retry retryable failures (UNAVAILABLE, RESOURCE_EXHAUSTED, ...).")
+    initial_interval: Duration = Field(5.0, description="Wait before the first retry.")
+    max_interval: Duration = Field(30.0, description="Upper bound of one wait.")
+    max_elapsed_time: Duration = Field(300.0, description="Give up on a request after this long (0 = retry forever).")
+    multiplier: float = Field(1.5, ge=1.0, description="Factor applied to the wait after each attempt.")
+    randomization_factor: float = Field(
+        0.5, ge=0.0, le=1.0, description="Jitter: each wait is drawn from wait*(1±factor)."
+    )
+
+
+class SendingQueueConfig(_Model):
+    queue_size: int = Field(
+        1000, gt=0, description="Export requests that may wait; beyond it receivers answer RESOURCE_EXHAUSTED."
+    )
+    num_consumers: int = Field(4, gt=0, le=256, description="Export requests sent concurrently.")
+    max_batch_items: int = Field(
+        8192, gt=0, description="Queued requests are merged into one export of at most this many items."
+    )
+
+
+class OtlpExporterConfig(_Model):
+    endpoint: str | None = Field(
+        None,
+        description="host:port (or http[s]://host:port) of the OTLP/gRPC backend. "
+        "Defaults to OTEL_EXPORTER_OTLP_ENDPOINT.",
+    )
+    tls: TlsClientConfig = Field(default_factory=TlsClientConfig, description="TLS settings.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers sent with every export. Merged over OTEL_EXPORTER_OTLP_HEADERS."
+    )
+    compression: Literal["gzip", "none"] = Field("gzip", description="Request compression.")
+    timeout: Duration = Field(5.0, gt=0, description="Deadline of one export attempt.")
+    retry_on_failure: RetryConfig = Field(default_factory=RetryConfig, description="Retry policy.")
+    sending_queue: SendingQueueConfig = Field(default_factory=SendingQueueConfig, description="In-memory queue.")
+
+
+class FileExporterConfig(_Model):
+    path: str = Field(description="File that receives one OTLP/JSON request per line (Collector file format).")
+
+
+class DebugExporterConfig(_Model):
+    verbosity: Literal["basic", "detailed"] = Field(
+        "basic", description="basic: one line per judged span; detailed: also the judge's explanation."
+    )
+
+
+class ExportersConfig(_Model):
+    otlp: OtlpExporterConfig | None = Field(None, description="OTLP/gRPC exporter.")
+    file: FileExporterConfig | None = Field(None, description="OTLP/JSON lines file exporter.")
+    debug: DebugExporterConfig | None = Field(None, description="Compact console line per judged span.")
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> ExportersConfig:
+        if self.otlp is None and self.file is None and self.debug is None:
+            raise ValueError("configure at least one exporter (otlp, file or debug)")
+        return self
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+class ProbabilisticSpec(_Model):
+    sampling_percentage: float = Field(ge=0, le=100, description="Percentage of traces whose GenAI spans are judged.")
+    hash_salt: str = Field(
+        "", description="Salt of the trace-id hash; replicas with the same salt decide alike (Collector-compatible)."
+    )
+
+
+class ProbabilisticPolicyConfig(_Model):
+    name: str = Field(description="Policy name, reported in telemetry.")
+    type: Literal["probabilistic"]
+    probabilistic: ProbabilisticSpec = Field(description="Settings of the probabilistic policy.")
+
+
+class AlwaysSamplePolicyConfig(_Model):
+    name: str = Field(description="Policy name, reported in telemetry.")
+    type: Literal["always_sample"]
+
+
+PolicyConfig = Annotated[ProbabilisticPolicyConfig | AlwaysSamplePolicyConfig, Field(discriminator="type")]
+
+
+def _default_policies() -> list[PolicyConfig]:
+    return [
+        ProbabilisticPolicyConfig(
+            name="baseline", type="probabilistic", probabilistic=ProbabilisticSpec(sampling_percentage=10)
+        )
+    ]
+
+
+class SamplingConfig(_Model):
+    policies: list[PolicyConfig] = Field(
+        default_factory=_default_policies,
+        description="Which GenAI spans are judged. A span is judged when any policy samples it. "
+        "Default: one probabilistic policy at 10%.",
+    )
+    max_held_spans: int = Field(
+        10_000, gt=0, description="GenAI spans held awaiting judgment at most; beyond, skipped_overload."
+    )
+
+    @field_validator("policies")
+    @classmethod
+    def _unique_names(cls, value: list[PolicyConfig]) -> list[PolicyConfig]:
+        _check_unique([p.name for p in value], "policy")
+        return value
+
+
+# --------------------------------------------------------------------------- judge and evaluators
+
+
+class JudgeConfig(_Model):
+    model: str | None = Field(
+        None, description="litellm model string of the judge, e.g. openai/gpt-4o-mini. Unset: judging off."
+    )
+    api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible server (vLLM, Ollama...).")
+    api_key: SecretStr | None = Field(None, description="API key; default: the provider's usual variable.")
+    max_concurrency: int = Field(64, gt=0, le=4096, description="Judge calls in flight at most.")
+    queue_size: int = Field(
+        10_000, gt=0, description="Judgments waiting for a worker at most; beyond, skipped_overload."
+    )
+    timeout: Duration = Field(30.0, gt=0, description="Deadline of one judge call.")
+    max_hold: Duration = Field(
+        60.0,
+        gt=0,
+        description="Longest a sampled span waits for its judgment; then it is exported with status timeout.",
+    )
+    temperature: float = Field(0.0, ge=0, le=2, description="Judge sampling temperature.")
+    max_tokens: int = Field(512, gt=0, description="Most tokens the judge may answer with.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Judge nucleus sampling.")
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None
+        return value
+
+
+Role = Literal["system", "assistant", "tool"]
+
+
+class ScoreEvaluatorConfig(_Model):
+    name: str = Field(description="Evaluator name: attribute prefix gen_ai.evaluation.<name>.")
+    type: Literal["score"]
+    threshold: float = Field(50, ge=1, le=100, description="Label pass at or above this score, fail below.")
+    prompt: str | None = Field(None, description="System prompt of the judge; default: a 1-100 quality rubric.")
+    history_depth: int = Field(
+        5, ge=0, description="Earlier messages shown to the judge besides the last user message."
+    )
+    ignore_roles: list[Role] = Field(default_factory=list, description="Message roles left out of what the judge sees.")
+    max_content_chars: int = Field(
+        20_000, ge=200, description="Longest content sent to the judge; longer content is truncated with a marker."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_evaluator_name(value)
+
+
+EvaluatorConfig = Annotated[ScoreEvaluatorConfig, Field(discriminator="type")]
+
+
+def _default_evaluators() -> list[EvaluatorConfig]:
+    return [ScoreEvaluatorConfig(name="quality", type="score")]
+
+
+class LoggingConfig(_Model):
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level of otel-judge.")
+
+
+class ServiceConfig(_Model):
+    logs: LoggingConfig = Field(default_factory=LoggingConfig, description="otel-judge's own logs.")
+    shutdown_grace: Duration = Field(
+        10.0, ge=0, description="On SIGTERM: how long to let judgments finish and flush before exiting."
+    )
+
+
+class Config(_Model):
+    """The whole configuration file."""
+
+    receivers: ReceiversConfig = Field(default_factory=ReceiversConfig, description="Where telemetry comes in.")
+    exporters: ExportersConfig = Field(description="Where telemetry goes out (at least one).")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Which GenAI spans are judged.")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="The judge model and its worker pool.")
+    evaluators: list[EvaluatorConfig] = Field(
+        default_factory=_default_evaluators, description="What the judge scores; default one score evaluator 'quality'."
+    )
+    service: ServiceConfig = Field(default_factory=ServiceConfig, description="otel-judge's own behaviour.")
+
+    @field_validator("evaluators")
+    @classmethod
+    def _unique_evaluators(cls, value: list[EvaluatorConfig]) -> list[EvaluatorConfig]:
+        _check_unique([e.name for e in value], "evaluator")
+        return value
+
+    @property
+    def judging_enabled(self) -> bool:
+        return self.judge.model is not None and bool(self.evaluators)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port")
+    return value
+
+
+def _check_evaluator_name(value: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", value):
+        raise ValueError("use lower-case letters, digits and _ (it becomes part of attribute names)")
+    return value
+
+
+def _check_unique(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{what} name {name!r} is used twice")
+        seen.add(name)
+
+
+# --------------------------------------------------------------------------- loading
+
+_ENV_REF = re.compile(r"\$\$|\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def substitute_env(node: Any, env: Mapping[str, str], missing: list[str], path: str = "") -> Any:
+    """Replace ``${env:NAME}``, ``${NAME}`` and ``${env:NAME:-default}`` in every string value.
+
+    ``$$`` stands for a literal ``$``. An unset variable without a default becomes an empty string,
+    as in the Collector; its name and path are appended to ``missing`` so the caller can warn.
+    A value that is nothing but one reference is re-read as YAML, so ``${env:PORT}`` can be a number.
+    """
+    if isinstance(node, dict):
+        return {k: substitute_env(v, env, missing, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [substitute_env(v, env, missing, f"{path}[{i}]") for i, v in enumerate(node)]
+    if not isinstance(node, str) or "$" not in node:
+        return node
+
+    def repl(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        missing.append(f"{path}: environment variable {name} is not set")
+        return ""
+
+    whole = _ENV_REF.fullmatch(node)
+    result = _ENV_REF.sub(repl, node)
+    if whole and whole.group(0) != "$$" and result:
+        try:
+            parsed = yaml.safe_load(result)
+        except yaml.YAMLError:
+            return result
+        if isinstance(parsed, int | float | bool):
+            return parsed
+    return result
+
+
+def _yaml_path(loc: tuple[int | str, ...], data: Any) -> str:
+    """Render a pydantic error location as a YAML path, dropping discriminator tags."""
+    parts: list[str] = []
+    node = data
+    tag_pending = isinstance(data, dict) and "type" in data
+    for element in loc:
+        if tag_pending and isinstance(node, dict) and node.get("type") == element:
+            tag_pending = False  # the tag pydantic inserts for a discriminated union member
+            continue
+        if isinstance(element, int):
+            parts.append(f"[{element}]")
+            node = node[element] if isinstance(node, list) and element < len(node) else None
+        else:
+            parts.append(f".{element}" if parts else element)
+            node = node.get(element) if isinstance(node, dict) else None
+        tag_pending = isinstance(node, dict) and "type" in node
+    return "".join(parts) or "(top level)"
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    if kind == "union_tag_invalid":
+        return f"unknown type {ctx.get('tag')!r} (expected one of: {ctx.get('expected_tags')})"
+    if kind == "union_tag_not_found":
+        return "missing 'type'"
+    msg = str(error["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def validate_config(data: Any, notes: list[str] | None = None) -> Config:
+    """Validate parsed YAML; raise :class:`ConfigError` listing every problem by YAML path.
+
+    ``notes`` (unset environment variables) are added to the problems when validation fails.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["(top level): a mapping of sections (receivers, exporters, ...) is expected"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{_yaml_path(e['loc'], data)}: {_message(e)}" for e in exc.errors()]
+        raise ConfigError(problems + list(notes or [])) from None
+
+
+def apply_env_defaults(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Fill exporter settings from the standard ``OTEL_EXPORTER_OTLP_*`` variables where unset."""
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    headers_env = env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS")
+    exporters = data.get("exporters")
+    if not isinstance(exporters, dict) or not isinstance(exporters.get("otlp"), dict):
+        return data
+    otlp = dict(exporters["otlp"])
+    if not otlp.get("endpoint") and endpoint:
+        otlp["endpoint"] = endpoint
+        if endpoint.startswith("http://") and "tls" not in otlp:
+            otlp["tls"] = {"insecure": True}
+    if headers_env:
+        merged = parse_headers_env(headers_env)
+        merged.update(otlp.get("headers") or {})
+        otlp["headers"] = merged
+    return {**data, "exporters": {**exporters, "otlp": otlp}}
+
+
+def parse_headers_env(value: str) -> dict[str, str]:
+    """Parse ``OTEL_EXPORTER_OTLP_HEADERS`` (``k1=v1,k2=v2``, values URL-encoded)."""
+    headers: dict[str, str] = {}
+    for item in value.split(","):
+        key, sep, val = item.partition("=")
+        if sep and key.strip():
+            headers[unquote(key.strip()).lower()] = unquote(val.strip())
+    return headers
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> tuple[Config, list[str]]:
+    """Read, substitute and validate a config file. Returns the config and warnings."""
+    env = os.environ if env is None else env
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return load_config_text(text, env)
+
+
+def load_config_text(text: str, env: Mapping[str, str]) -> tuple[Config, list[str]]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "YAML"
+        raise ConfigError([f"{where}: {exc.problem or exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"YAML: {exc}"]) from None
+    warnings: list[str] = []
+    data = substitute_env(raw, env, warnings)
+    if isinstance(data, dict):
+        data = apply_env_defaults(data, env)
+    return validate_config(data, warnings), warnings
+
+
+def default_config(env: Mapping[str, str], output_path: str = "otel-judge-output.jsonl") -> Config:
+    """The embedded default a newcomer gets with no config file.
+
+    Receives on 127.0.0.1:4317; judges every GenAI span when ``OTEL_JUDGE_MODEL`` names a judge;
+    exports to ``OTEL_EXPORTER_OTLP_ENDPOINT`` when set, otherwise to a JSON-lines file plus a
+    console line per judged span.
+    """
+    data: dict[str, Any] = {
+        "sampling": {
+            "policies": [{"name": "all", "type": "probabilistic", "probabilistic": {"sampling_percentage": 100}}]
+        },
+        "judge": {"model": env.get("OTEL_JUDGE_MODEL") or None, "api_base": env.get("OTEL_JUDGE_API_BASE") or None},
+    }
+    if env.get("OTEL_JUDGE_API_KEY"):
+        data["judge"]["api_key"] = env["OTEL_JUDGE_API_KEY"]
+    if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        data["exporters"] = {"otlp": {}}
+    else:
+        data["exporters"] = {"file": {"path": output_path}, "debug": {"verbosity": "basic"}}
+    return validate_config(apply_env_defaults(data, env))

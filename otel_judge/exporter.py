@@ -1,0 +1,406 @@
+"""Exporters: where telemetry leaves otel-judge.
+
+:class:`OtlpGrpcExporter` sends to any OTLP/gRPC backend through a bounded in-memory queue with
+``num_consumers`` senders, merging queued requests (by concatenating their wire bytes, which
+protobuf defines as merging) and retrying retryable failures with capped exponential backoff and
+jitter, honouring the server's ``RetryInfo``. :class:`FileExporter` writes OTLP/JSON lines as the
+Collector's file exporter does; :class:`DebugExporter` prints one compact line per judged span.
+
+Admission control happens at the front door: the judging stage calls :meth:`ensure_capacity`
+before it accepts a request, so the receiver can answer RESOURCE_EXHAUSTED instead of accepting
+and dropping. Spans released after judging are always queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import sys
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal, Protocol
+
+import grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from otel_judge import semconv
+from otel_judge.component import Settings
+from otel_judge.config import OtlpExporterConfig, RetryConfig
+from otel_judge.errors import RETRYABLE_GRPC_CODES, OverloadedError, PermanentError, RetryableError
+from otel_judge.otlp import LogsBatch, TraceBatch, any_value_to_py, encode_otlp_json, iter_spans
+
+__all__ = ["DebugExporter", "Exporter", "FanOutExporter", "FileExporter", "OtlpGrpcExporter"]
+
+Signal = Literal["traces", "logs"]
+
+TRACE_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+LOGS_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+
+class Exporter(Protocol):
+    async def consume_traces(self, batch: TraceBatch) -> None: ...
+
+    async def consume_logs(self, batch: LogsBatch) -> None: ...
+
+    def ensure_capacity(self) -> None:
+        """Raise :class:`OverloadedError` when a new request would not fit."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def shutdown(self, deadline: float) -> None: ...
+
+
+# --------------------------------------------------------------------------- retry
+
+
+def _jitter(interval: float, factor: float, rng: random.Random) -> float:
+    return interval * (1 + factor * (2 * rng.random() - 1))
+
+
+# --------------------------------------------------------------------------- queued sender
+
+
+@dataclass(slots=True)
+class _Item:
+    signal: Signal
+    payload: bytes
+    count: int
+
+
+class QueuedExporter:
+    """A bounded queue of export requests drained by ``num_consumers`` senders with retries."""
+
+    name = "queued"
+
+    def __init__(
+        self, *, queue_size: int, num_consumers: int, max_batch_items: int, retry: RetryConfig, settings: Settings
+    ) -> None:
+        self._queue: deque[_Item] = deque()
+        self._queue_size = queue_size
+        self._num_consumers = num_consumers
+        self._max_batch = max_batch_items
+        self._retry = retry
+        self._settings = settings
+        self._rng = random.Random()
+        self._wakeup = asyncio.Condition()
+        self._consumers: list[asyncio.Task[None]] = []
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stop = asyncio.Event()  # set at the shutdown deadline: interrupts retry waits
+
+    def ensure_capacity(self) -> None:
+        if len(self._queue) >= self._queue_size:
+            raise OverloadedError(f"{self.name} exporter queue is full ({self._queue_size} requests)", 1.0)
+
+    async def consume_traces(self, batch: TraceBatch) -> None:
+        await self._put(_Item("traces", batch.to_bytes(), max(batch.span_count, 0)))
+
+    async def consume_logs(self, batch: LogsBatch) -> None:
+        await self._put(_Item("logs", batch.to_bytes(), max(batch.record_count, 0)))
+
+    async def _put(self, item: _Item) -> None:
+        self._queue.append(item)
+        self._idle.clear()
+        self._settings.telemetry.set("otel_judge.exporter.queue.size", len(self._queue), exporter=self.name)
+        async with self._wakeup:
+            self._wakeup.notify()
+
+    async def start(self) -> None:
+        if not self._consumers:
+            self._consumers = [
+                asyncio.create_task(self._consume(), name=f"{self.name}-sender-{i}") for i in range(self._num_consumers)
+            ]
+
+    async def shutdown(self, deadline: float) -> None:
+        """Send what is queued until ``deadline``; then count the rest as lost."""
+        clock = self._settings.clock
+        remaining = deadline - clock.monotonic()
+        if remaining > 0 and (self._queue or self._busy):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), remaining)
+        self._stop.set()
+        for task in self._consumers:
+            task.cancel()
+        for task in self._consumers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._consumers = []
+        lost = sum(item.count for item in self._queue)
+        if lost:
+            self._settings.logger.error("%s exporter: %d items still queued at shutdown were not sent", self.name, lost)
+            for item in self._queue:
+                self._settings.telemetry.add(
+                    "otel_judge.exporter.failed", item.count, exporter=self.name, signal=item.signal
+                )
+        self._queue.clear()
+        await self._close()
+
+    async def _close(self) -> None:
+        return None
+
+    def _take(self) -> _Item:
+        first = self._queue.popleft()
+        parts, count = [first.payload], first.count
+        while self._queue and self._queue[0].signal == first.signal and count + self._queue[0].count <= self._max_batch:
+            item = self._queue.popleft()
+            parts.append(item.payload)
+            count += item.count
+        self._settings.telemetry.set("otel_judge.exporter.queue.size", len(self._queue), exporter=self.name)
+        return _Item(first.signal, parts[0] if len(parts) == 1 else b"".join(parts), count)
+
+    async def _consume(self) -> None:
+        while True:
+            async with self._wakeup:
+                await self._wakeup.wait_for(lambda: bool(self._queue))
+                item = self._take()
+            self._busy += 1
+            try:
+                await self._send_with_retry(item)
+            finally:
+                self._busy -= 1
+                if not self._queue and not self._busy:
+                    self._idle.set()
+
+    async def _send_with_retry(self, item: _Item) -> None:
+        telemetry = self._settings.telemetry
+        clock = self._settings.clock
+        started = clock.monotonic()
+        interval = self._retry.initial_interval
+        while True:
+            try:
+                await self._send(item.signal, item.payload)
+            except RetryableError as exc:
+                wait = _jitter(interval, self._retry.randomization_factor, self._rng)
+                if exc.retry_after is not None:
+                    wait = max(exc.retry_after, 0.0)  # the server's hint wins
+                elapsed = clock.monotonic() - started
+                limit = self._retry.max_elapsed_time
+                if not self._retry.enabled or (limit and elapsed + wait > limit) or self._stop.is_set():
+                    self._give_up(item, f"{exc} (gave up after {elapsed:.1f}s)")
+                    return
+                telemetry.add("otel_judge.exporter.retries", exporter=self.name)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), wait)
+                interval = min(interval * self._retry.multiplier, self._retry.max_interval)
+            except PermanentError as exc:
+                self._give_up(item, str(exc))
+                return
+            else:
+                telemetry.add("otel_judge.exporter.sent", item.count, exporter=self.name, signal=item.signal)
+                return
+
+    def _give_up(self, item: _Item, reason: str) -> None:
+        self._settings.telemetry.add("otel_judge.exporter.failed", item.count, exporter=self.name, signal=item.signal)
+        self._settings.logger.error("%s exporter dropped %d %s: %s", self.name, item.count, item.signal, reason)
+
+    async def _send(self, signal: Signal, payload: bytes) -> None:
+        raise NotImplementedError
+
+
+class OtlpGrpcExporter(QueuedExporter):
+    """OTLP/gRPC ``TraceService/Export`` and ``LogsService/Export`` to one endpoint."""
+
+    name = "otlp"
+
+    def __init__(self, config: OtlpExporterConfig, settings: Settings) -> None:
+        q = config.sending_queue
+        super().__init__(
+            queue_size=q.queue_size,
+            num_consumers=q.num_consumers,
+            max_batch_items=q.max_batch_items,
+            retry=config.retry_on_failure,
+            settings=settings,
+        )
+        if not config.endpoint:
+            raise ValueError("exporters.otlp.endpoint is not set (nor OTEL_EXPORTER_OTLP_ENDPOINT)")
+        self._config = config
+        self._metadata = tuple((k.lower(), v) for k, v in config.headers.items())
+        self._channel: grpc.aio.Channel | None = None
+        self._calls: dict[Signal, grpc.aio.UnaryUnaryMultiCallable] = {}
+
+    @staticmethod
+    def target(endpoint: str) -> tuple[str, bool | None]:
+        """``host:port`` and whether the scheme asked for TLS (None when there was no scheme)."""
+        for scheme, tls in (("https://", True), ("http://", False)):
+            if endpoint.startswith(scheme):
+                return endpoint[len(scheme) :].rstrip("/"), tls
+        return endpoint, None
+
+    def _open(self) -> grpc.aio.Channel:
+        target, scheme_tls = self.target(self._config.endpoint or "")
+        tls = self._config.tls
+        options = [("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.enable_retries", 0)]
+        compression = grpc.Compression.Gzip if self._config.compression == "gzip" else grpc.Compression.NoCompression
+        if tls.insecure or (scheme_tls is False and not tls.ca_file):
+            return grpc.aio.insecure_channel(target, options=options, compression=compression)
+        root = Path(tls.ca_file).read_bytes() if tls.ca_file else None
+        key = Path(tls.key_file).read_bytes() if tls.key_file else None
+        cert = Path(tls.cert_file).read_bytes() if tls.cert_file else None
+        credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=cert)
+        return grpc.aio.secure_channel(target, credentials, options=options, compression=compression)
+
+    async def start(self) -> None:
+        if self._channel is None:
+            self._channel = self._open()
+            self._calls = {
+                "traces": self._channel.unary_unary(TRACE_METHOD),
+                "logs": self._channel.unary_unary(LOGS_METHOD),
+            }
+        await super().start()
+
+    async def _close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    async def _send(self, signal: Signal, payload: bytes) -> None:
+        try:
+            reply = await self._calls[signal](payload, timeout=self._config.timeout, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            message = f"{code.name}: {exc.details()}"
+            if code in RETRYABLE_GRPC_CODES:
+                raise RetryableError(message, _retry_info(exc)) from None
+            raise PermanentError(message) from None
+        response = (ExportTraceServiceResponse if signal == "traces" else ExportLogsServiceResponse).FromString(reply)
+        partial = response.partial_success
+        rejected = getattr(partial, "rejected_spans", 0) or getattr(partial, "rejected_log_records", 0)
+        if rejected:
+            self._settings.telemetry.add("otel_judge.exporter.failed", rejected, exporter=self.name, signal=signal)
+            self._settings.logger.warning(
+                "%s: backend rejected %d %s: %s", self.name, rejected, signal, partial.error_message
+            )
+
+
+def _retry_info(error: grpc.aio.AioRpcError) -> float | None:
+    """The delay a server asked for in ``google.rpc.RetryInfo``, if any."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    for key, value in error.trailing_metadata() or ():
+        if key != "grpc-status-details-bin" or not isinstance(value, bytes):
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except Exception:
+            return None
+        for detail in status.details:
+            info = error_details_pb2.RetryInfo()
+            if detail.Unpack(info):
+                return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    return None
+
+
+# --------------------------------------------------------------------------- local outputs
+
+
+class FileExporter:
+    """Appends one OTLP/JSON request per line (the Collector file exporter's format)."""
+
+    def __init__(self, path: str, settings: Settings) -> None:
+        self.path = path
+        self._settings = settings
+        self._file: IO[str] | None = None
+
+    def ensure_capacity(self) -> None:
+        return None
+
+    async def start(self) -> None:
+        if self._file is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115, ASYNC230 - once, at start
+
+    async def shutdown(self, deadline: float) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _write(self, line: str, signal: str, count: int) -> None:
+        if self._file is None:
+            raise RuntimeError("file exporter is not started")
+        self._file.write(line + "\n")
+        self._file.flush()
+        self._settings.telemetry.add("otel_judge.exporter.sent", count, exporter="file", signal=signal)
+
+    async def consume_traces(self, batch: TraceBatch) -> None:
+        self._write(encode_otlp_json(batch.request), "traces", batch.span_count)
+
+    async def consume_logs(self, batch: LogsBatch) -> None:
+        self._write(encode_otlp_json(batch.request), "logs", batch.record_count)
+
+
+class DebugExporter:
+    """One compact console line per GenAI span otel-judge considered (not the sampled-out ones)."""
+
+    def __init__(self, verbosity: str, settings: Settings, stream: IO[str] | None = None) -> None:
+        self._verbosity = verbosity
+        self._stream = stream or sys.stdout
+
+    def ensure_capacity(self) -> None:
+        return None
+
+    async def start(self) -> None:
+        return None
+
+    async def shutdown(self, deadline: float) -> None:
+        return None
+
+    async def consume_logs(self, batch: LogsBatch) -> None:
+        return None
+
+    async def consume_traces(self, batch: TraceBatch) -> None:
+        for _, _, span in iter_spans(batch.request.resource_spans):
+            line = self.describe(span)
+            if line:
+                print(line, file=self._stream, flush=True)
+
+    def describe(self, span: object) -> str | None:
+        attrs = {kv.key: any_value_to_py(kv.value) for kv in span.attributes}  # type: ignore[attr-defined]
+        status = attrs.get(semconv.OTEL_JUDGE_EVALUATION_STATUS)
+        if status is None or status == "sampled_out":
+            return None
+        scores = []
+        for key, value in attrs.items():
+            if key.startswith(semconv.EVALUATION_PREFIX) and key.endswith(".score.value"):
+                name = key[len(semconv.EVALUATION_PREFIX) : -len(".score.value")]
+                label = attrs.get(semconv.score_label_key(name))
+                scores.append(f"{name}={value:g}" + (f" ({label})" if label else ""))
+                if self._verbosity == "detailed" and attrs.get(semconv.explanation_key(name)):
+                    scores.append(f"  {name}: {attrs[semconv.explanation_key(name)]}")
+        model = attrs.get(semconv.GEN_AI_RESPONSE_MODEL) or attrs.get(semconv.GEN_AI_REQUEST_MODEL) or "?"
+        trace_id = span.trace_id.hex()  # type: ignore[attr-defined]
+        span_id = span.span_id.hex()  # type: ignore[attr-defined]
+        name = span.name  # type: ignore[attr-defined]
+        detail = " ".join(scores) or attrs.get(semconv.OTEL_JUDGE_EVALUATION_ERROR, "")
+        return f"otel-judge {status:<16} trace={trace_id} span={span_id} {name!r} model={model} {detail}".rstrip()
+
+
+class FanOutExporter:
+    """Sends every batch to each exporter in turn."""
+
+    def __init__(self, exporters: list[Exporter]) -> None:
+        self.exporters = exporters
+
+    def ensure_capacity(self) -> None:
+        for exporter in self.exporters:
+            exporter.ensure_capacity()
+
+    async def consume_traces(self, batch: TraceBatch) -> None:
+        for exporter in self.exporters:
+            await exporter.consume_traces(batch)
+
+    async def consume_logs(self, batch: LogsBatch) -> None:
+        for exporter in self.exporters:
+            await exporter.consume_logs(batch)
+
+    async def start(self) -> None:
+        for exporter in self.exporters:
+            await exporter.start()
+
+    async def shutdown(self, deadline: float) -> None:
+        for exporter in self.exporters:
+            await exporter.shutdown(deadline)

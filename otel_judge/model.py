@@ -1,0 +1,127 @@
+"""The normalised values that flow between stages: an LLM call (:class:`Exchange`) and its judgment."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class EvaluationStatus(enum.StrEnum):
+    """Value of ``otel_judge.evaluation.status``: why a GenAI span has (or has no) score."""
+
+    EVALUATED = "evaluated"
+    SAMPLED_OUT = "sampled_out"
+    NO_CONTENT = "no_content"
+    JUDGE_ERROR = "judge_error"
+    PARSE_ERROR = "parse_error"
+    TIMEOUT = "timeout"
+    SKIPPED_OVERLOAD = "skipped_overload"
+    SHUTDOWN = "shutdown"
+    READ_ERROR = "read_error"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    name: str | None
+    id: str | None = None
+    arguments: str | None = None  # JSON text as the model produced it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of the conversation, reduced to what a judge reads."""
+
+    role: str
+    content: str | None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [t.to_json() for t in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One LLM call as read from telemetry, whatever format it came in."""
+
+    format: str
+    system: str | None = None
+    messages: list[Message] = field(default_factory=list)
+    completion: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str | None = None
+    request_model: str | None = None
+    response_model: str | None = None
+    provider: str | None = None
+    response_id: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    sources: list[str] = field(default_factory=list)  # attribute keys / records the content came from
+
+    @property
+    def has_content(self) -> bool:
+        """Something a judge can assess: an output, and an input to assess it against."""
+        has_output = bool(self.completion and self.completion.strip()) or bool(self.tool_calls)
+        has_input = any(m.content and m.content.strip() for m in self.messages) or bool(self.system)
+        return has_output and has_input
+
+    @property
+    def model(self) -> str | None:
+        return self.response_model or self.request_model
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "model": self.model,
+            "request_model": self.request_model,
+            "response_model": self.response_model,
+            "provider": self.provider,
+            "response_id": self.response_id,
+            "system": self.system,
+            "messages": [m.to_json() for m in self.messages],
+            "completion": self.completion,
+            "tool_calls": [t.to_json() for t in self.tool_calls],
+            "finish_reason": self.finish_reason,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "sources": self.sources,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One scored dimension. ``key`` is the attribute infix: the evaluator name (or name.criterion)."""
+
+    key: str
+    value: float
+    label: str | None = None
+    explanation: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeUsage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationResult:
+    """The outcome of one evaluator on one span: scores when ``status`` is evaluated, else an error."""
+
+    evaluator: str
+    status: EvaluationStatus
+    scores: tuple[Score, ...] = ()
+    error: str | None = None
+    judge_model: str | None = None
+    evaluation_id: str | None = None
+    usage: JudgeUsage = field(default_factory=JudgeUsage)

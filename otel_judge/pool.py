@@ -1,0 +1,123 @@
+"""The judge pool: a bounded queue and a fixed set of workers, off the receive path.
+
+``submit`` never waits: when the queue is full it returns False and the caller records
+``skipped_overload`` on the span. Every call runs under a hard deadline, so a hung judge occupies a
+worker for at most ``timeout``. A judgment already queued or running under the same evaluation id
+(a retried export delivering the same span again) is not submitted twice: the duplicate waits for
+the same result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from otel_judge.component import Settings
+from otel_judge.errors import JudgeTimeoutError, ParseError, PermanentError, RetryableError
+from otel_judge.evaluators import Evaluator
+from otel_judge.model import EvaluationResult, EvaluationStatus, Exchange
+
+__all__ = ["JudgePool"]
+
+ResultCallback = Callable[[EvaluationResult], None]
+
+
+@dataclass(slots=True)
+class _Job:
+    evaluation_id: str
+    evaluator: Evaluator
+    exchange: Exchange
+
+
+class JudgePool:
+    def __init__(self, *, max_concurrency: int, queue_size: int, timeout: float, settings: Settings) -> None:
+        self._max_concurrency = max_concurrency
+        self._timeout = timeout
+        self._settings = settings
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_size)
+        self._waiters: dict[str, list[ResultCallback]] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def has_room(self, jobs: int) -> bool:
+        """Whether ``jobs`` more judgments fit in the queue now."""
+        return not self._closed and self._queue.qsize() + jobs <= self._queue.maxsize
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._waiters)
+
+    def submit(self, evaluation_id: str, evaluator: Evaluator, exchange: Exchange, on_done: ResultCallback) -> bool:
+        """Queue a judgment; False (and nothing queued) when the pool is full or closed."""
+        waiters = self._waiters.get(evaluation_id)
+        if waiters is not None:
+            waiters.append(on_done)
+            return True
+        if self._closed or self._queue.full():
+            return False
+        self._waiters[evaluation_id] = [on_done]
+        self._queue.put_nowait(_Job(evaluation_id, evaluator, exchange))
+        self._settings.telemetry.set("otel_judge.judge.queue.depth", self._queue.qsize())
+        return True
+
+    async def start(self) -> None:
+        if not self._workers and not self._closed:
+            self._workers = [
+                asyncio.create_task(self._work(), name=f"judge-worker-{i}") for i in range(self._max_concurrency)
+            ]
+
+    async def shutdown(self, deadline: float) -> None:
+        """Stop taking work and cancel the workers (callers export what they hold)."""
+        self._closed = True
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers = []
+
+    async def _work(self) -> None:
+        while True:
+            job = await self._queue.get()
+            self._settings.telemetry.set("otel_judge.judge.queue.depth", self._queue.qsize())
+            result = await self._run(job)
+            for callback in self._waiters.pop(job.evaluation_id, []):
+                try:
+                    callback(result)
+                except Exception:  # a consumer bug must not kill the worker
+                    self._settings.logger.exception("result callback failed")
+
+    async def _run(self, job: _Job) -> EvaluationResult:
+        evaluator = job.evaluator
+        model = getattr(getattr(evaluator, "judge", None), "model", None)
+
+        def failed(status: EvaluationStatus, error: str) -> EvaluationResult:
+            return EvaluationResult(
+                evaluator.name, status, error=error[:500], judge_model=model, evaluation_id=job.evaluation_id
+            )
+
+        try:
+            async with asyncio.timeout(self._timeout):
+                scores = await evaluator.evaluate(job.exchange)
+        except (TimeoutError, JudgeTimeoutError) as exc:
+            return failed(EvaluationStatus.TIMEOUT, str(exc) or f"no answer within {self._timeout:g}s")
+        except ParseError as exc:
+            return failed(EvaluationStatus.PARSE_ERROR, str(exc))
+        except (RetryableError, PermanentError) as exc:
+            return failed(EvaluationStatus.JUDGE_ERROR, str(exc))
+        except Exception as exc:  # a plugin evaluator's bug costs a score, never the pipeline
+            self._settings.logger.warning("evaluator %s raised %s", evaluator.name, type(exc).__name__)
+            return failed(EvaluationStatus.JUDGE_ERROR, f"{type(exc).__name__}: {exc}")
+        return EvaluationResult(
+            evaluator.name,
+            EvaluationStatus.EVALUATED,
+            tuple(scores),
+            judge_model=model,
+            evaluation_id=job.evaluation_id,
+        )

@@ -1,0 +1,287 @@
+"""Fakes for tests, shipped so users can test their own configs (like the Collector's consumertest).
+
+* :class:`SpanSink`: a real OTLP/gRPC server on 127.0.0.1 that records every request it receives,
+  and can be told to fail the next calls (to exercise retries).
+* :class:`FakeJudge`: a real HTTP server on 127.0.0.1 speaking the OpenAI chat-completions API,
+  whose answer is scripted per request (a function of the prompt it received), so the real litellm
+  code path runs against it.
+
+Both are async context managers; waiting is event-based (``wait_for_spans``), never sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from aiohttp import web
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from otel_judge.otlp import attributes_to_dict, iter_log_records, iter_spans
+
+__all__ = ["FakeJudge", "JudgeAnswer", "JudgeRequest", "ReceivedSpan", "SpanSink"]
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    """One span as the sink received it, with its resource and scope."""
+
+    resource: Any
+    scope: Any
+    span: Any
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return attributes_to_dict(self.span.attributes)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.span.trace_id.hex(), self.span.span_id.hex()
+
+
+class SpanSink:
+    """An OTLP/gRPC server (traces and logs) that records what reaches it."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._address = f"{host}:{port}"
+        self._server: grpc.aio.Server | None = None
+        self.port: int | None = None
+        self.trace_requests: list[ExportTraceServiceRequest] = []
+        self.log_requests: list[ExportLogsServiceRequest] = []
+        self.metadata: list[dict[str, str]] = []
+        self._changed: asyncio.Condition | None = None
+        self._failures: list[tuple[grpc.StatusCode, float | None]] = []
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> SpanSink:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self._changed = asyncio.Condition()
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "opentelemetry.proto.collector.trace.v1.TraceService",
+                    {"Export": grpc.unary_unary_rpc_method_handler(self._traces)},
+                ),
+                grpc.method_handlers_generic_handler(
+                    "opentelemetry.proto.collector.logs.v1.LogsService",
+                    {"Export": grpc.unary_unary_rpc_method_handler(self._logs)},
+                ),
+            )
+        )
+        self.port = server.add_insecure_port(self._address)
+        await server.start()
+        self._server = server
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(None)
+            self._server = None
+
+    def fail_next(
+        self, times: int, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE, retry_after: float | None = None
+    ) -> None:
+        """Answer the next ``times`` Export calls with ``code`` (and a RetryInfo hint if given)."""
+        self._failures.extend([(code, retry_after)] * times)
+
+    async def _maybe_fail(self, context: grpc.aio.ServicerContext) -> None:
+        if not self._failures:
+            return
+        code, retry_after = self._failures.pop(0)
+        if retry_after is not None:
+            status = status_pb2.Status(code=code.value[0], message="sink told to fail")
+            delay = duration_pb2.Duration(seconds=int(retry_after), nanos=int((retry_after % 1) * 1e9))
+            status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+            context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
+        await context.abort(code, "sink told to fail")
+
+    async def _traces(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await self._maybe_fail(context)
+        self.trace_requests.append(ExportTraceServiceRequest.FromString(raw))
+        self.metadata.append({k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)})
+        await self._notify()
+        return ExportTraceServiceResponse().SerializeToString()
+
+    async def _logs(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await self._maybe_fail(context)
+        self.log_requests.append(ExportLogsServiceRequest.FromString(raw))
+        await self._notify()
+        return ExportLogsServiceResponse().SerializeToString()
+
+    async def _notify(self) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self._changed.notify_all()
+
+    def spans(self) -> list[ReceivedSpan]:
+        return [
+            ReceivedSpan(rs.resource, ss.scope, span)
+            for req in self.trace_requests
+            for rs, ss, span in iter_spans(req.resource_spans)
+        ]
+
+    def log_records(self) -> list[Any]:
+        return [rec for req in self.log_requests for _, _, rec in iter_log_records(req.resource_logs)]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+        """Wait until ``predicate()`` holds after a received request; TimeoutError otherwise."""
+        assert self._changed is not None
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+
+    async def wait_for_spans(self, count: int, timeout: float = 15.0) -> list[ReceivedSpan]:
+        await self.wait_for(lambda: len(self.spans()) >= count, timeout)
+        return self.spans()
+
+
+# --------------------------------------------------------------------------- fake judge
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    """What the fake judge received: the chat request body and helpers to read the prompt."""
+
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.body.get("messages", []))
+
+    @property
+    def prompt(self) -> str:
+        return "\n".join(str(m.get("content", "")) for m in self.messages)
+
+    @property
+    def response_text(self) -> str | None:
+        """The judged response, as otel-judge fenced it in the prompt (None if not found)."""
+        match = re.search(r"<<<response (\w+)>>>\n(.*)\n<<<end response \1>>>", self.prompt, re.DOTALL)
+        return match.group(2) if match else None
+
+
+@dataclass
+class JudgeAnswer:
+    """A scripted reply. ``hang`` holds the request open until :meth:`FakeJudge.release`."""
+
+    text: str | None = "75"
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    hang: bool = False
+    error_body: dict[str, Any] | None = None
+    prompt_tokens: int = 120
+    completion_tokens: int = 12
+
+
+Script = Callable[[JudgeRequest], "JudgeAnswer | str | Awaitable[JudgeAnswer | str]"]
+
+
+class FakeJudge:
+    """An OpenAI-compatible ``/v1/chat/completions`` server on 127.0.0.1."""
+
+    def __init__(self, script: Script | None = None, *, model: str = "fake-judge") -> None:
+        self.script: Script = script or (lambda request: "75")
+        self.model_name = model
+        self.requests: list[JudgeRequest] = []
+        self._runner: web.AppRunner | None = None
+        self._release = asyncio.Event()
+        self.port: int | None = None
+        self.hanging = 0
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def model(self) -> str:
+        """The litellm model string that reaches this server (with ``api_base``)."""
+        return f"openai/{self.model_name}"
+
+    async def __aenter__(self) -> FakeJudge:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_post("/chat/completions", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def release(self) -> None:
+        """Let every hanging request finish (with an error) so the server can stop."""
+        self._release.set()
+
+    async def stop(self) -> None:
+        self.release()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _handle(self, http_request: web.Request) -> web.StreamResponse:
+        body = await http_request.json()
+        request = JudgeRequest(body, dict(http_request.headers))
+        self.requests.append(request)
+        answer = self.script(request)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if isinstance(answer, str):
+            answer = JudgeAnswer(text=answer)
+        if answer.hang:
+            self.hanging += 1
+            try:
+                await self._release.wait()
+            finally:
+                self.hanging -= 1
+            return web.json_response({"error": {"message": "released"}}, status=503)
+        if answer.status != 200:
+            error = answer.error_body or {
+                "error": {"message": f"fake judge status {answer.status}", "type": "server_error", "code": None}
+            }
+            return web.json_response(error, status=answer.status, headers=answer.headers)
+        return web.json_response(
+            {
+                "id": f"chatcmpl-fake{len(self.requests):06d}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", self.model_name),
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer.text}}
+                ],
+                "usage": {
+                    "prompt_tokens": answer.prompt_tokens,
+                    "completion_tokens": answer.completion_tokens,
+                    "total_tokens": answer.prompt_tokens + answer.completion_tokens,
+                },
+            },
+            headers=answer.headers,
+        )
