@@ -82,10 +82,13 @@ class Pipeline:
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop intake, let judgments finish, export what is held, flush; all within ``grace``."""
         grace = self.config.service.shutdown_grace if grace is None else grace
-        deadline = self.settings.clock.monotonic() + grace
+        now = self.settings.clock.monotonic()
+        deadline = now + grace
+        # Judgments may use the grace only up to a reserve kept for flushing what is then released.
+        judging_deadline = deadline - min(grace / 2, 5.0)
         if self.grpc_receiver is not None:
-            await self.grpc_receiver.shutdown(min(deadline, self.settings.clock.monotonic() + 1.0))
-        await self.processor.shutdown(deadline)
+            await self.grpc_receiver.shutdown(min(judging_deadline, now + 1.0))
+        await self.processor.shutdown(judging_deadline)
         await self.exporter.shutdown(deadline)
 
     def describe(self) -> str:

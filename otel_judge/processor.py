@@ -147,6 +147,9 @@ class JudgeProcessor:
 
     async def consume_traces(self, batch: TraceBatch) -> None:
         self._next.ensure_capacity()  # refuse before doing anything, so a retry cannot duplicate work
+        if self._pool is None:  # judging off: a pure pass-through, the received bytes go out as they are
+            await self._next.consume_traces(batch)
+            return
         request = batch.request
         modified = False
         held_any = False
@@ -185,8 +188,7 @@ class JudgeProcessor:
         self, span: Span, rs: ResourceSpans, ss: ScopeSpans
     ) -> tuple[EvaluationStatus | None, Exchange | None]:
         """The status to write now, or (None, exchange) when the span is to be held and judged."""
-        if self._pool is None:
-            return EvaluationStatus.SAMPLED_OUT, None
+        assert self._pool is not None
         decision = self._sampler.decide(SamplingContext(span.trace_id, span, rs.resource))
         if not decision.sampled:
             return EvaluationStatus.SAMPLED_OUT, None

@@ -108,6 +108,10 @@ class SpanSink:
         """Answer the next ``times`` Export calls with ``code`` (and a RetryInfo hint if given)."""
         self._failures.extend([(code, retry_after)] * times)
 
+    def stop_failing(self) -> None:
+        """Forget the failures still scripted by :meth:`fail_next`."""
+        self._failures.clear()
+
     async def _maybe_fail(self, context: grpc.aio.ServicerContext) -> None:
         if not self._failures:
             return
