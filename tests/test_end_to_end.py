@@ -45,11 +45,13 @@ async def test_scores_reach_the_right_spans_and_everything_else_is_unchanged(sin
             expected: dict[str, float] = {}
             for n in range(12):
                 with client.tracer.start_as_current_span("POST /chat", attributes={"http.route": "/chat"}):
-                    with client.tracer.start_as_current_span("retrieve", attributes={"db.system": "redis"}):
-                        pass
+                    with client.tracer.start_as_current_span("retrieve", attributes={"db.system": "redis"}) as db:
+                        db.set_status(Status(StatusCode.ERROR, "cache miss storm"))
+                        db.add_event("retry", {"attempt": 2})
                     with client.tracer.start_as_current_span(
                         "chat gpt-4o-mini", attributes=genai_attributes(f"question {n}?", f"ANSWER-{n}")
                     ) as span:
+                        span.add_event("gen_ai.content.completion.chunk")
                         expected[format(span.get_span_context().span_id, "016x")] = 10 + n
             with client.tracer.start_as_current_span(
                 "legacy completion",
