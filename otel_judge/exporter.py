@@ -291,7 +291,7 @@ def _retry_info(error: grpc.aio.AioRpcError) -> float | None:
         for detail in status.details:
             info = error_details_pb2.RetryInfo()
             if detail.Unpack(info):
-                return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+                return float(info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
     return None
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -217,9 +218,10 @@ class JudgeProcessor:
         self._held[key] = held
         self._drained.clear()
         self._telemetry.set("otel_judge.held.spans", len(self._held))
+        on_done = functools.partial(self._on_result, key)
         for evaluator in self._evaluators:
             eid = evaluation_id(copy.trace_id, copy.span_id, evaluator)
-            accepted = self._pool.submit(eid, evaluator, exchange, lambda r, k=key: self._on_result(k, r))
+            accepted = self._pool.submit(eid, evaluator, exchange, on_done)
             if not accepted:  # cannot happen after the capacity check, but never lose the span
                 self._on_result(key, EvaluationResult(evaluator.name, EvaluationStatus.SKIPPED_OVERLOAD))
 

@@ -22,8 +22,8 @@ from otel_judge.otlp import LogsBatch, TraceBatch
 
 __all__ = ["OtlpGrpcReceiver"]
 
-_TRACE_OK = ExportTraceServiceResponse().SerializeToString()
-_LOGS_OK = ExportLogsServiceResponse().SerializeToString()
+_TRACE_OK: bytes = ExportTraceServiceResponse().SerializeToString()
+_LOGS_OK: bytes = ExportLogsServiceResponse().SerializeToString()
 
 
 def _retry_trailer(code: grpc.StatusCode, message: str, seconds: float) -> tuple[tuple[str, bytes], ...]:

@@ -128,13 +128,13 @@ class SpanSink:
         self.trace_requests.append(ExportTraceServiceRequest.FromString(raw))
         self.metadata.append({k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)})
         await self._notify()
-        return ExportTraceServiceResponse().SerializeToString()
+        return bytes(ExportTraceServiceResponse().SerializeToString())
 
     async def _logs(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         await self._maybe_fail(context)
         self.log_requests.append(ExportLogsServiceRequest.FromString(raw))
         await self._notify()
-        return ExportLogsServiceResponse().SerializeToString()
+        return bytes(ExportLogsServiceResponse().SerializeToString())
 
     async def _notify(self) -> None:
         assert self._changed is not None

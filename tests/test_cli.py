@@ -151,7 +151,11 @@ def test_invalid_config_exits_2_listing_problems(tmp_path: Path) -> None:
     bad.write_text("exporters: {debug: {}}\njudge: {timeout: soon, max_concurrency: 0}\n")
 
     out = subprocess.run(
-        [sys.executable, "-m", "otel_judge", "serve", "--config", str(bad)], capture_output=True, text=True, env=_env()
+        [sys.executable, "-m", "otel_judge", "serve", "--config", str(bad)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=_env(),
     )
 
     assert out.returncode == 2
