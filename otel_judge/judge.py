@@ -38,6 +38,10 @@ class Judge(Protocol):
         """One judge call. Raises RetryableError / PermanentError / JudgeTimeoutError."""
         ...
 
+    async def ready(self) -> None:
+        """Wait until calls can be made (slow imports done). Not counted against call deadlines."""
+        ...
+
 
 def _import_litellm() -> Any:
     # Without this, importing litellm fetches a price list from the internet (and waits on it
@@ -120,10 +124,15 @@ class LitellmJudge:
     async def shutdown(self, deadline: float) -> None:
         return None
 
-    async def complete(self, messages: list[dict[str, str]]) -> JudgeReply:
+    async def ready(self) -> None:
         await self.start()
         assert self._litellm is not None
-        litellm = await self._litellm
+        await self._litellm
+
+    async def complete(self, messages: list[dict[str, str]]) -> JudgeReply:
+        await self.ready()
+        assert self._litellm is not None
+        litellm = self._litellm.result()
         telemetry = self._settings.telemetry
         started = time.monotonic()
         try:

@@ -85,6 +85,7 @@ class JudgePool:
     async def _work(self) -> None:
         while True:
             job = await self._queue.get()
+            await self._judge_ready(job.evaluator)
             self._settings.telemetry.set("otel_judge.judge.queue.depth", self._queue.qsize())
             result = await self._run(job)
             for callback in self._waiters.pop(job.evaluation_id, []):
@@ -92,6 +93,15 @@ class JudgePool:
                     callback(result)
                 except Exception:  # a consumer bug must not kill the worker
                     self._settings.logger.exception("result callback failed")
+
+    async def _judge_ready(self, evaluator: Evaluator) -> None:
+        """Wait out the judge's start-up (litellm's import) before a deadline starts to run."""
+        ready = getattr(getattr(evaluator, "judge", None), "ready", None)
+        if ready is not None:
+            try:
+                await ready()
+            except Exception:  # the call itself will report what is wrong
+                self._settings.logger.exception("judge failed to start")
 
     async def _run(self, job: _Job) -> EvaluationResult:
         evaluator = job.evaluator

@@ -32,7 +32,7 @@ from otel_judge.exporter import Exporter
 from otel_judge.model import EvaluationResult, EvaluationStatus, Exchange
 from otel_judge.otlp import LogsBatch, TraceBatch
 from otel_judge.pool import JudgePool
-from otel_judge.reader import GenAIReader, ReadError, SpanView, is_genai_span
+from otel_judge.reader import Claim, GenAIReader, ReadError, SpanView, is_candidate
 from otel_judge.sampling import Sampler, SamplingContext
 
 __all__ = ["JudgeProcessor", "evaluation_id"]
@@ -160,15 +160,17 @@ class JudgeProcessor:
                 taken: list[int] = []
                 ss_shell: ScopeSpans | None = None
                 for index, span in enumerate(ss.spans):
-                    if not is_genai_span(span):
+                    if not is_candidate(span):
+                        continue
+                    verdict = self._consider(span, rs, ss)
+                    if verdict is None:  # GenAI-looking, but not a model call (agent, tool, wrapper)
                         continue
                     modified = True
-                    status, exchange = self._consider(span, rs, ss)
-                    if status is not None:
-                        self._telemetry.add("otel_judge.evaluation.status", status=status.value)
-                        set_status(span, status)
+                    if isinstance(verdict, EvaluationStatus):
+                        self._telemetry.add("otel_judge.evaluation.status", status=verdict.value)
+                        set_status(span, verdict)
                         continue
-                    assert exchange is not None
+                    exchange = verdict
                     if rs_shell is None:
                         rs_shell = ResourceSpans(resource=rs.resource, schema_url=rs.schema_url)
                     if ss_shell is None:
@@ -185,28 +187,34 @@ class JudgeProcessor:
         if not held_any or request.resource_spans:
             await self._next.consume_traces(batch)
 
-    def _consider(
-        self, span: Span, rs: ResourceSpans, ss: ScopeSpans
-    ) -> tuple[EvaluationStatus | None, Exchange | None]:
-        """The status to write now, or (None, exchange) when the span is to be held and judged."""
+    def _consider(self, span: Span, rs: ResourceSpans, ss: ScopeSpans) -> EvaluationStatus | Exchange | None:
+        """None: not a model call (left untouched); a status to write now; or the exchange to judge."""
         assert self._pool is not None
-        decision = self._sampler.decide(SamplingContext(span.trace_id, span, rs.resource))
-        if not decision.sampled:
-            return EvaluationStatus.SAMPLED_OUT, None
         view = SpanView(span, rs.resource, ss.scope)
         try:
-            exchange = self._reader.read(view)
+            found = self._reader.classify(view)
+        except Exception:  # a reader bug must not cost the span: leave it as it is
+            self._telemetry.add("otel_judge.reader.errors", format="classify")
+            return None
+        if found is None or found[0] is not Claim.LLM_CALL:
+            return None
+        reader = found[1]
+        decision = self._sampler.decide(SamplingContext(span.trace_id, span, rs.resource))
+        if not decision.sampled:
+            return EvaluationStatus.SAMPLED_OUT
+        try:
+            exchange = reader.read(view, ())
         except ReadError:
-            self._telemetry.add("otel_judge.reader.errors", format="unknown")
-            return EvaluationStatus.READ_ERROR, None
+            self._telemetry.add("otel_judge.reader.errors", format=reader.name)
+            return EvaluationStatus.READ_ERROR
         except Exception:  # a reader bug: the span goes on untouched but for its status
-            self._telemetry.add("otel_judge.reader.errors", format="bug")
-            return EvaluationStatus.READ_ERROR, None
-        if exchange is None or not exchange.has_content:
-            return EvaluationStatus.NO_CONTENT, None
+            self._telemetry.add("otel_judge.reader.errors", format=reader.name)
+            return EvaluationStatus.READ_ERROR
+        if not exchange.has_content:
+            return EvaluationStatus.NO_CONTENT
         if len(self._held) >= self._max_held or not self._pool.has_room(len(self._evaluators)):
-            return EvaluationStatus.SKIPPED_OVERLOAD, None
-        return None, exchange
+            return EvaluationStatus.SKIPPED_OVERLOAD
+        return exchange
 
     def _hold(self, rs_shell: ResourceSpans, ss_shell: ScopeSpans, span: Span, exchange: Exchange) -> None:
         assert self._pool is not None

@@ -68,3 +68,97 @@ def score_label_key(evaluator: str) -> str:
 def explanation_key(evaluator: str) -> str:
     """`gen_ai.evaluation.<evaluator>.explanation` (string)."""
     return f"{EVALUATION_PREFIX}{evaluator}.explanation"
+
+
+# --- What we read: GenAI operations that are model calls (others: embeddings, tools, agents) -----
+LLM_OPERATIONS: Final = frozenset({"chat", "text_completion", "generate_content", "completion"})
+GEN_AI_RESPONSE_FINISH_REASON_LEGACY: Final = "gen_ai.completion.0.finish_reason"
+GEN_AI_USAGE_PROMPT_TOKENS: Final = "gen_ai.usage.prompt_tokens"  # pre-1.27 name
+GEN_AI_USAGE_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"  # pre-1.27 name
+
+# --- What we read: GenAI log events ----------------------------------------------------------------
+EVENT_NAME_ATTRIBUTE: Final = "event_name"  # where LiteLLM puts the event name
+EVENT_OPERATION_DETAILS: Final = "gen_ai.client.inference.operation.details"
+EVENT_SYSTEM_MESSAGE: Final = "gen_ai.system.message"
+EVENT_USER_MESSAGE: Final = "gen_ai.user.message"
+EVENT_ASSISTANT_MESSAGE: Final = "gen_ai.assistant.message"
+EVENT_TOOL_MESSAGE: Final = "gen_ai.tool.message"
+EVENT_CHOICE: Final = "gen_ai.choice"
+EVENT_CONTENT_PROMPT: Final = "gen_ai.content.prompt"  # v1.27 span event / LiteLLM log
+EVENT_CONTENT_COMPLETION: Final = "gen_ai.content.completion"
+MESSAGE_EVENTS: Final = {
+    EVENT_SYSTEM_MESSAGE: "system",
+    EVENT_USER_MESSAGE: "user",
+    EVENT_ASSISTANT_MESSAGE: "assistant",
+    EVENT_TOOL_MESSAGE: "tool",
+}
+CONTENT_EVENTS: Final = frozenset(
+    {EVENT_OPERATION_DETAILS, EVENT_CHOICE, EVENT_CONTENT_PROMPT, EVENT_CONTENT_COMPLETION, *MESSAGE_EVENTS}
+)
+LITELLM_MESSAGE_CONTENT: Final = "message.content"
+
+# --- What we read: OpenLLMetry up to 0.54 (flattened, indexed) --------------------------------------
+LLM_REQUEST_TYPE: Final = "llm.request.type"
+GEN_AI_PROMPT_INDEXED_PREFIX: Final = "gen_ai.prompt."
+GEN_AI_COMPLETION_INDEXED_PREFIX: Final = "gen_ai.completion."
+
+# --- What we read: OpenInference -------------------------------------------------------------------
+OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
+OPENINFERENCE_KIND_LLM: Final = "LLM"
+LLM_INPUT_MESSAGES_PREFIX: Final = "llm.input_messages."
+LLM_OUTPUT_MESSAGES_PREFIX: Final = "llm.output_messages."
+LLM_MODEL_NAME: Final = "llm.model_name"
+LLM_PROVIDER: Final = "llm.provider"
+LLM_SYSTEM: Final = "llm.system"
+LLM_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"
+LLM_TOKEN_COUNT_COMPLETION: Final = "llm.token_count.completion"
+LLM_FINISH_REASON: Final = "llm.finish_reason"
+LLM_INVOCATION_PARAMETERS: Final = "llm.invocation_parameters"
+INPUT_VALUE: Final = "input.value"
+OUTPUT_VALUE: Final = "output.value"
+INPUT_MIME_TYPE: Final = "input.mime_type"
+OUTPUT_MIME_TYPE: Final = "output.mime_type"
+OPENINFERENCE_REDACTED: Final = "__REDACTED__"
+
+# --- What we read: Vercel AI SDK (experimental_telemetry) -------------------------------------------
+AI_OPERATION_ID: Final = "ai.operationId"
+AI_PROMPT: Final = "ai.prompt"
+AI_PROMPT_MESSAGES: Final = "ai.prompt.messages"
+AI_RESPONSE_TEXT: Final = "ai.response.text"
+AI_RESPONSE_TOOL_CALLS: Final = "ai.response.toolCalls"
+AI_RESPONSE_FINISH_REASON: Final = "ai.response.finishReason"
+AI_RESPONSE_ID: Final = "ai.response.id"
+AI_RESPONSE_MODEL: Final = "ai.response.model"
+AI_MODEL_ID: Final = "ai.model.id"
+AI_MODEL_PROVIDER: Final = "ai.model.provider"
+AI_USAGE_PROMPT_TOKENS: Final = "ai.usage.promptTokens"
+AI_USAGE_COMPLETION_TOKENS: Final = "ai.usage.completionTokens"
+VERCEL_MODEL_CALL_OPERATIONS: Final = frozenset(
+    {"ai.generateText.doGenerate", "ai.streamText.doStream", "ai.generateObject.doGenerate", "ai.streamObject.doStream"}
+)
+VERCEL_WRAPPER_OPERATIONS: Final = frozenset(
+    {"ai.generateText", "ai.streamText", "ai.generateObject", "ai.streamObject"}
+)
+
+# --- What we read: LiteLLM's OpenTelemetry callback -------------------------------------------------
+LITELLM_REQUEST_SPAN: Final = "litellm_request"
+LITELLM_RAW_REQUEST_SPAN: Final = "raw_gen_ai_request"
+
+# Span attribute keys whose presence makes a span a *candidate* LLM call in some format. Detection
+# looks at keys only; indexed formats are caught by their first index.
+CANDIDATE_KEYS: Final = GENAI_MARKER_KEYS | frozenset(
+    {
+        GEN_AI_SYSTEM,
+        GEN_AI_PROVIDER_NAME,
+        GEN_AI_REQUEST_MODEL,
+        "gen_ai.prompt.0.role",
+        "gen_ai.prompt.0.content",
+        "gen_ai.completion.0.content",
+        LLM_REQUEST_TYPE,
+        OPENINFERENCE_SPAN_KIND,
+        "llm.input_messages.0.message.role",
+        AI_OPERATION_ID,
+        AI_PROMPT,
+        AI_PROMPT_MESSAGES,
+    }
+)

@@ -1,0 +1,87 @@
+"""Reading the conversation out of GenAI spans, whatever instrumentation wrote them.
+
+A :class:`ContentReader` is one telemetry format: it *classifies* a span (a model call in its
+format, its format but not a model call, or not its format) and *reads* the call into an
+:class:`~otel_judge.model.Exchange`, using the content log records joined to the span when the
+format puts content in logs. :class:`GenAIReader` asks the readers in order; the first that
+recognises the span decides. Third-party readers register under the entry-point group
+``otel_judge.readers`` (an object or a zero-argument factory) and are asked first.
+
+Candidate spans are found by attribute *keys* only (:func:`is_candidate`), so spans that are not
+GenAI cost one set lookup per attribute and are never decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from typing import Any
+
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from otel_judge import semconv
+from otel_judge.model import Exchange
+from otel_judge.reader.base import Claim, ContentReader, ReadError, SpanView, event_name, is_content_record
+from otel_judge.reader.litellm import LiteLLMReader
+from otel_judge.reader.openinference import OpenInferenceReader
+from otel_judge.reader.openllmetry import OpenLLMetryReader
+from otel_judge.reader.otel_genai import OtelGenAIReader
+from otel_judge.reader.vercel import VercelAIReader
+
+__all__ = [
+    "Claim",
+    "ContentReader",
+    "GenAIReader",
+    "ReadError",
+    "SpanView",
+    "builtin_readers",
+    "event_name",
+    "is_candidate",
+    "is_content_record",
+    "is_genai_span",
+]
+
+ENTRY_POINT_GROUP = "otel_judge.readers"
+
+
+def is_candidate(span: Span, keys: frozenset[str] = semconv.CANDIDATE_KEYS) -> bool:
+    """True when an attribute key suggests an LLM call in some format. Keys only, never values."""
+    return any(kv.key in keys for kv in span.attributes)
+
+
+is_genai_span = is_candidate
+
+
+def builtin_readers() -> list[ContentReader]:
+    """Specific formats first; the generic GenAI-conventions reader last."""
+    return [LiteLLMReader(), VercelAIReader(), OpenInferenceReader(), OpenLLMetryReader(), OtelGenAIReader()]
+
+
+def plugin_readers() -> list[ContentReader]:
+    readers = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        obj: Any = ep.load()
+        readers.append(obj() if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "read")) else obj)
+    return readers
+
+
+class GenAIReader:
+    """Chooses the format reader per span: the first of ``readers`` that recognises it."""
+
+    def __init__(self, readers: Sequence[ContentReader] | None = None) -> None:
+        self.readers = tuple(readers) if readers is not None else tuple(plugin_readers() + builtin_readers())
+
+    def classify(self, view: SpanView) -> tuple[Claim, ContentReader] | None:
+        for reader in self.readers:
+            claim = reader.classify(view)
+            if claim is not None:
+                return claim, reader
+        return None
+
+    def read(self, view: SpanView, logs: Sequence[LogRecord] = ()) -> Exchange | None:
+        """The exchange of a model-call span (possibly without content); None for anything else."""
+        found = self.classify(view)
+        if found is None or found[0] is not Claim.LLM_CALL:
+            return None
+        return found[1].read(view, logs)
