@@ -217,7 +217,26 @@ class SamplingConfig(_Model):
         "Default: one probabilistic policy at 10%.",
     )
     max_held_spans: int = Field(
-        10_000, gt=0, description="GenAI spans held awaiting judgment at most; beyond, skipped_overload."
+        10_000, gt=0, description="GenAI spans held (awaiting decision or judgment) at most; beyond, skipped_overload."
+    )
+    decision_wait: Duration = Field(
+        5.0,
+        ge=0,
+        description="How long a trace's LLM-call spans wait after the trace's first span, so that its other "
+        "spans and its content log records can arrive before the decision.",
+    )
+    decision_wait_after_root_received: Duration = Field(
+        2.0,
+        ge=0,
+        description="Once the trace's root span has arrived, decide after at most this long instead.",
+    )
+    num_traces: int = Field(
+        50_000, gt=0, description="Traces awaiting a decision at most; beyond, the oldest is decided early."
+    )
+    max_logs_per_trace: int = Field(
+        1000,
+        gt=0,
+        description="Content log records remembered per trace for joining; more are forwarded but not joined.",
     )
 
     @field_validator("policies")

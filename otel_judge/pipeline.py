@@ -57,7 +57,7 @@ class Pipeline:
             pool=pool,
             evaluators=self.evaluators,
             max_hold=config.judge.max_hold,
-            max_held_spans=config.sampling.max_held_spans,
+            sampling=config.sampling,
             settings=self.settings,
         )
         grpc_config = config.receivers.otlp.protocols.grpc

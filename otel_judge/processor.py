@@ -1,16 +1,22 @@
-"""The judging stage: finds GenAI spans, samples them, holds the sampled ones until judged.
+"""The judging stage: finds LLM-call spans, holds them for a decision, judges a sample, releases.
 
 For each export request:
 
-* spans without GenAI attribute keys pass untouched (when a request has none, its received bytes
-  are forwarded as they are);
-* a GenAI span that is not sampled, has no content, or cannot be judged right now stays in the
-  request with an ``otel_judge.evaluation.status`` saying why;
-* a sampled GenAI span with content is taken out of the request and held until every evaluator
-  has answered or ``judge.max_hold`` passes, then exported on its own with its scores.
+* spans that are not LLM calls pass untouched and at once (when judging is off, or a request has
+  no candidate span, its received bytes are forwarded as they are);
+* an LLM-call span is taken out of the request and kept in its trace's record until the decision
+  (``sampling.decision_wait`` after the trace's first span, or ``decision_wait_after_root_received``
+  after its root span), so that content log records, which may arrive before or after the span in
+  another export, can be joined to it;
+* at the decision each held span is read (span plus joined records); one not sampled, without
+  content or not judgeable right now is exported with an ``otel_judge.evaluation.status`` saying
+  why; the others are judged and exported with their scores when every evaluator has answered or
+  ``judge.max_hold`` passes.
 
-Holding is bounded (``sampling.max_held_spans``), the judge queue is bounded, and neither ever
-costs a span: at a bound the span is exported with status ``skipped_overload``.
+Everything is bounded (``num_traces``, ``max_held_spans``, ``max_logs_per_trace``, the judge
+queue) and no bound ever costs a span: at a bound a trace is decided early or a span is exported
+with status ``skipped_overload``. Log records are always forwarded unchanged; only copies of the
+GenAI content records are kept for the join.
 """
 
 from __future__ import annotations
@@ -19,20 +25,23 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-from collections.abc import Sequence
+import heapq
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from otel_judge.component import Settings
+from otel_judge.config import SamplingConfig
 from otel_judge.enrich import apply_results, overall_status, set_status
 from otel_judge.evaluators import Evaluator
 from otel_judge.exporter import Exporter
 from otel_judge.model import EvaluationResult, EvaluationStatus, Exchange
 from otel_judge.otlp import LogsBatch, TraceBatch
 from otel_judge.pool import JudgePool
-from otel_judge.reader import Claim, GenAIReader, ReadError, SpanView, is_candidate
+from otel_judge.reader import Claim, ContentReader, GenAIReader, ReadError, SpanView, is_candidate, is_content_record
 from otel_judge.sampling import Sampler, SamplingContext
 
 __all__ = ["JudgeProcessor", "evaluation_id"]
@@ -46,16 +55,32 @@ def evaluation_id(trace_id: bytes, span_id: bytes, evaluator: Evaluator) -> str:
 
 @dataclass(slots=True, eq=False)
 class _Held:
+    """One LLM-call span out of its request: awaiting the decision, then its judgment."""
+
     resource_spans: ResourceSpans  # resource and schema only
     scope_spans: ScopeSpans  # scope and schema only
     span: Span
-    deadline: float
-    pending: int
+    reader: ContentReader
+    deadline: float = 0.0  # max_hold deadline, set when judging starts
+    pending: int = 0
     results: list[EvaluationResult] = field(default_factory=list)
 
 
+@dataclass(slots=True, eq=False)
+class _Trace:
+    """What is remembered of a trace until its decision."""
+
+    trace_id: bytes
+    decide_at: float
+    root_seen: bool = False
+    spans: list[_Held] = field(default_factory=list)
+    logs: dict[bytes, list[LogRecord]] = field(default_factory=dict)  # span id -> content records
+    log_count: int = 0
+
+
 class JudgeProcessor:
-    """Stage between the receivers and the exporter. ``tick()`` expires holds; call it regularly."""
+    """Stage between the receivers and the exporter. ``tick()`` decides due traces and expires holds;
+    production calls it from a task (``start(tick_interval)``), tests after advancing a fake clock."""
 
     def __init__(
         self,
@@ -66,7 +91,7 @@ class JudgeProcessor:
         pool: JudgePool | None,
         evaluators: Sequence[Evaluator],
         max_hold: float,
-        max_held_spans: int,
+        sampling: SamplingConfig,
         settings: Settings,
     ) -> None:
         self._next = next_consumer
@@ -75,12 +100,16 @@ class JudgeProcessor:
         self._pool = pool if evaluators else None
         self._evaluators = tuple(evaluators)
         self._max_hold = max_hold
-        self._max_held = max_held_spans
+        self._sampling = sampling
         self._settings = settings
         self._clock = settings.clock
         self._telemetry = settings.telemetry
-        # Insertion order is deadline order (max_hold is constant), so expiry pops from the front.
-        self._held: dict[int, _Held] = {}
+        self._traces: dict[bytes, _Trace] = {}  # insertion order = arrival order (for deciding early)
+        self._due: list[tuple[float, int, bytes]] = []  # (decide_at, seq, trace id); stale entries skipped
+        self._seq = 0
+        self._pending_spans = 0
+        # Spans being judged; insertion order is deadline order (max_hold is constant).
+        self._judging: dict[int, _Held] = {}
         self._next_id = 0
         self._drained = asyncio.Event()
         self._drained.set()
@@ -89,11 +118,12 @@ class JudgeProcessor:
 
     @property
     def held_count(self) -> int:
-        return len(self._held)
+        """Spans held, awaiting a decision or a judgment."""
+        return self._pending_spans + len(self._judging)
 
     @property
-    def judging(self) -> bool:
-        return self._pool is not None
+    def pending_traces(self) -> int:
+        return len(self._traces)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -105,21 +135,23 @@ class JudgeProcessor:
             self._ticker = asyncio.create_task(self._tick_loop(tick_interval), name="judge-processor-tick")
 
     async def shutdown(self, deadline: float) -> None:
-        """Let judgments finish until ``deadline``, then export what is still held (status shutdown)."""
+        """Decide every trace now, let judgments finish until ``deadline``, then export what is
+        still held with status ``shutdown``."""
         if self._stopped:
             return
         self._stopped = True
-        remaining = deadline - self._clock.monotonic()
-        if self._held and remaining > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), remaining)
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
+        await self._decide(list(self._traces))
+        remaining = deadline - self._clock.monotonic()
+        if self._judging and remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), remaining)
         if self._pool is not None:
             await self._pool.shutdown(deadline)
-        await self._release(list(self._held), EvaluationStatus.SHUTDOWN)
+        await self._release(list(self._judging), EvaluationStatus.SHUTDOWN)
 
     async def _tick_loop(self, interval: float) -> None:
         while True:
@@ -130,10 +162,18 @@ class JudgeProcessor:
                 self._settings.logger.exception("tick failed")
 
     async def tick(self) -> None:
-        """Export, with status ``timeout``, every held span whose ``max_hold`` has passed."""
+        """Decide traces whose wait is over; export, with status ``timeout``, spans past ``max_hold``."""
         now = self._clock.monotonic()
+        due: list[bytes] = []
+        while self._due and self._due[0][0] <= now:
+            decide_at, _, trace_id = heapq.heappop(self._due)
+            trace = self._traces.get(trace_id)
+            if trace is not None and trace.decide_at == decide_at:
+                due.append(trace_id)
+        if due:
+            await self._decide(due)
         expired = []
-        for key, held in self._held.items():
+        for key, held in self._judging.items():
             if held.deadline > now:
                 break
             expired.append(key)
@@ -143,8 +183,26 @@ class JudgeProcessor:
     # ------------------------------------------------------------------ data path
 
     async def consume_logs(self, batch: LogsBatch) -> None:
+        """Forward the batch unchanged; keep copies of GenAI content records for the join."""
         self._next.ensure_capacity()
+        if self._pool is not None:
+            self._collect_logs(batch)
         await self._next.consume_logs(batch)
+
+    def _collect_logs(self, batch: LogsBatch) -> None:
+        for rl in batch.request.resource_logs:
+            for sl in rl.scope_logs:
+                for record in sl.log_records:
+                    if len(record.trace_id) != 16 or not is_content_record(record):
+                        continue
+                    trace = self._trace(record.trace_id)
+                    if trace.log_count >= self._sampling.max_logs_per_trace:
+                        self._telemetry.add("otel_judge.logs.unjoined", reason="cap")
+                        continue
+                    copy = LogRecord()
+                    copy.CopyFrom(record)
+                    trace.logs.setdefault(bytes(record.span_id), []).append(copy)
+                    trace.log_count += 1
 
     async def consume_traces(self, batch: TraceBatch) -> None:
         self._next.ensure_capacity()  # refuse before doing anything, so a retry cannot duplicate work
@@ -160,81 +218,187 @@ class JudgeProcessor:
                 taken: list[int] = []
                 ss_shell: ScopeSpans | None = None
                 for index, span in enumerate(ss.spans):
+                    if not span.parent_span_id and span.trace_id in self._traces:
+                        self._root_seen(self._traces[span.trace_id])
                     if not is_candidate(span):
                         continue
-                    verdict = self._consider(span, rs, ss)
-                    if verdict is None:  # GenAI-looking, but not a model call (agent, tool, wrapper)
+                    reader = self._classify(span, rs, ss)
+                    if reader is None:  # GenAI-looking, but not a model call (agent, tool, wrapper)
                         continue
-                    modified = True
-                    if isinstance(verdict, EvaluationStatus):
-                        self._telemetry.add("otel_judge.evaluation.status", status=verdict.value)
-                        set_status(span, verdict)
+                    if self.held_count >= self._sampling.max_held_spans:
+                        self._count(EvaluationStatus.SKIPPED_OVERLOAD)
+                        set_status(span, EvaluationStatus.SKIPPED_OVERLOAD)
+                        modified = True
                         continue
-                    exchange = verdict
                     if rs_shell is None:
                         rs_shell = ResourceSpans(resource=rs.resource, schema_url=rs.schema_url)
                     if ss_shell is None:
                         ss_shell = ScopeSpans(scope=ss.scope, schema_url=ss.schema_url)
-                    self._hold(rs_shell, ss_shell, span, exchange)
+                    copy = Span()
+                    copy.CopyFrom(span)
+                    trace = self._trace(copy.trace_id)
+                    trace.spans.append(_Held(rs_shell, ss_shell, copy, reader))
+                    self._pending_spans += 1
+                    if not copy.parent_span_id:
+                        self._root_seen(trace)
                     taken.append(index)
                 for index in reversed(taken):
                     del ss.spans[index]
                 held_any = held_any or bool(taken)
         if held_any:
             _prune_empty(request)
+            modified = True
         if modified:
             batch.mark_modified()
-        if not held_any or request.resource_spans:
+        if request.resource_spans:
             await self._next.consume_traces(batch)
+        self._telemetry.set("otel_judge.held.spans", self.held_count)
+        await self._decide_early()
 
-    def _consider(self, span: Span, rs: ResourceSpans, ss: ScopeSpans) -> EvaluationStatus | Exchange | None:
-        """None: not a model call (left untouched); a status to write now; or the exchange to judge."""
-        assert self._pool is not None
-        view = SpanView(span, rs.resource, ss.scope)
+    def _classify(self, span: Span, rs: ResourceSpans, ss: ScopeSpans) -> ContentReader | None:
         try:
-            found = self._reader.classify(view)
+            found = self._reader.classify(SpanView(span, rs.resource, ss.scope))
         except Exception:  # a reader bug must not cost the span: leave it as it is
             self._telemetry.add("otel_judge.reader.errors", format="classify")
             return None
         if found is None or found[0] is not Claim.LLM_CALL:
             return None
-        reader = found[1]
-        decision = self._sampler.decide(SamplingContext(span.trace_id, span, rs.resource))
+        return found[1]
+
+    # ------------------------------------------------------------------ trace records
+
+    def _trace(self, trace_id: bytes) -> _Trace:
+        trace = self._traces.get(trace_id)
+        if trace is None:
+            trace = _Trace(bytes(trace_id), self._clock.monotonic() + self._sampling.decision_wait)
+            self._traces[trace.trace_id] = trace
+            self._schedule(trace)
+            self._telemetry.set("otel_judge.traces.pending", len(self._traces))
+        return trace
+
+    def _root_seen(self, trace: _Trace) -> None:
+        if trace.root_seen:
+            return
+        trace.root_seen = True
+        sooner = self._clock.monotonic() + self._sampling.decision_wait_after_root_received
+        if sooner < trace.decide_at:
+            trace.decide_at = sooner
+            self._schedule(trace)
+
+    def _schedule(self, trace: _Trace) -> None:
+        self._seq += 1
+        heapq.heappush(self._due, (trace.decide_at, self._seq, trace.trace_id))
+
+    async def _decide_early(self) -> None:
+        """Over ``num_traces``: decide the oldest traces now (never drop them)."""
+        excess = len(self._traces) - self._sampling.num_traces
+        if excess > 0:
+            oldest = [tid for tid, _ in zip(self._traces, range(excess), strict=False)]
+            self._telemetry.add("otel_judge.traces.decided_early", len(oldest))
+            await self._decide(oldest)
+
+    # ------------------------------------------------------------------ decision
+
+    async def _decide(self, trace_ids: Iterable[bytes]) -> None:
+        """Read, sample and judge (or release) the held spans of these traces."""
+        release: list[_Held] = []
+        for trace_id in trace_ids:
+            trace = self._traces.pop(trace_id, None)
+            if trace is None:
+                continue
+            self._pending_spans -= len(trace.spans)
+            logs = self._join_logs(trace)
+            skip = self._nested_duplicates(trace, logs)
+            for held in trace.spans:
+                if id(held) in skip:
+                    release.append(held)
+                    continue
+                status = self._judge_or_status(held, trace, logs.get(bytes(held.span.span_id), ()))
+                if status is not None:
+                    self._count(status)
+                    set_status(held.span, status)
+                    release.append(held)
+        self._telemetry.set("otel_judge.traces.pending", len(self._traces))
+        self._telemetry.set("otel_judge.held.spans", self.held_count)
+        if release:
+            await self._next.consume_traces(_build_batch(release))
+
+    def _join_logs(self, trace: _Trace) -> dict[bytes, list[LogRecord]]:
+        """Content records by the span they belong to. Records carrying the *parent's* span id
+        (some libraries do this when streaming) go to the one LLM span of that parent, if unambiguous."""
+        by_span = {bytes(h.span.span_id): h for h in trace.spans}
+        joined: dict[bytes, list[LogRecord]] = {}
+        for span_id, records in trace.logs.items():
+            if span_id in by_span:
+                joined.setdefault(span_id, []).extend(records)
+                self._telemetry.add("otel_judge.logs.joined", len(records), by="span_id")
+                continue
+            children = [h for h in trace.spans if bytes(h.span.parent_span_id) == span_id]
+            if len(children) == 1:
+                joined.setdefault(bytes(children[0].span.span_id), []).extend(records)
+                self._telemetry.add("otel_judge.logs.joined", len(records), by="parent_span_id")
+            else:
+                reason = "ambiguous" if children else "no_span"
+                self._telemetry.add("otel_judge.logs.unjoined", len(records), reason=reason)
+        return joined
+
+    def _nested_duplicates(self, trace: _Trace, logs: dict[bytes, list[LogRecord]]) -> set[int]:
+        """Spans whose child span carries the same call: only the innermost is judged."""
+        by_id = {bytes(h.span.span_id): h for h in trace.spans}
+        skip: set[int] = set()
+        for held in trace.spans:
+            parent = by_id.get(bytes(held.span.parent_span_id))
+            if parent is None or id(parent) in skip:
+                continue
+            try:
+                inner = held.reader.read(SpanView(held.span), logs.get(bytes(held.span.span_id), ()))
+                outer = parent.reader.read(SpanView(parent.span), logs.get(bytes(parent.span.span_id), ()))
+            except Exception:
+                continue
+            if _same_call(inner, outer):
+                skip.add(id(parent))
+                self._telemetry.add("otel_judge.spans.nested_duplicates")
+        return skip
+
+    def _judge_or_status(self, held: _Held, trace: _Trace, logs: Sequence[LogRecord]) -> EvaluationStatus | None:
+        """Start judging ``held`` (None), or the status to export it with now."""
+        assert self._pool is not None
+        span = held.span
+        decision = self._sampler.decide(SamplingContext(trace.trace_id, span, held.resource_spans.resource))
         if not decision.sampled:
             return EvaluationStatus.SAMPLED_OUT
         try:
-            exchange = reader.read(view, ())
+            exchange = held.reader.read(SpanView(span, held.resource_spans.resource, held.scope_spans.scope), logs)
         except ReadError:
-            self._telemetry.add("otel_judge.reader.errors", format=reader.name)
+            self._telemetry.add("otel_judge.reader.errors", format=held.reader.name)
             return EvaluationStatus.READ_ERROR
         except Exception:  # a reader bug: the span goes on untouched but for its status
-            self._telemetry.add("otel_judge.reader.errors", format=reader.name)
+            self._telemetry.add("otel_judge.reader.errors", format=held.reader.name)
+            self._settings.logger.exception("reader %s failed", held.reader.name)
             return EvaluationStatus.READ_ERROR
         if not exchange.has_content:
             return EvaluationStatus.NO_CONTENT
-        if len(self._held) >= self._max_held or not self._pool.has_room(len(self._evaluators)):
+        if self._stopped or not self._pool.has_room(len(self._evaluators)):
             return EvaluationStatus.SKIPPED_OVERLOAD
-        return exchange
+        self._judge(held, exchange)
+        return None
 
-    def _hold(self, rs_shell: ResourceSpans, ss_shell: ScopeSpans, span: Span, exchange: Exchange) -> None:
+    def _judge(self, held: _Held, exchange: Exchange) -> None:
         assert self._pool is not None
-        copy = Span()
-        copy.CopyFrom(span)
         key = self._next_id
         self._next_id += 1
-        held = _Held(rs_shell, ss_shell, copy, self._clock.monotonic() + self._max_hold, len(self._evaluators))
-        self._held[key] = held
+        held.deadline = self._clock.monotonic() + self._max_hold
+        held.pending = len(self._evaluators)
+        self._judging[key] = held
         self._drained.clear()
-        self._telemetry.set("otel_judge.held.spans", len(self._held))
         on_done = functools.partial(self._on_result, key)
         for evaluator in self._evaluators:
-            eid = evaluation_id(copy.trace_id, copy.span_id, evaluator)
-            accepted = self._pool.submit(eid, evaluator, exchange, on_done)
-            if not accepted:  # cannot happen after the capacity check, but never lose the span
-                self._on_result(key, EvaluationResult(evaluator.name, EvaluationStatus.SKIPPED_OVERLOAD))
+            eid = evaluation_id(held.span.trace_id, held.span.span_id, evaluator)
+            if not self._pool.submit(eid, evaluator, exchange, on_done):  # room was checked; never lose the span
+                on_done(EvaluationResult(evaluator.name, EvaluationStatus.SKIPPED_OVERLOAD))
 
     def _on_result(self, key: int, result: EvaluationResult) -> None:
-        held = self._held.get(key)
+        held = self._judging.get(key)
         if held is None:  # max_hold expired or shutdown: the span is already on its way
             self._telemetry.add("otel_judge.late_results")
             return
@@ -242,13 +406,13 @@ class JudgeProcessor:
         held.pending -= 1
         if held.pending == 0:
             task = asyncio.get_running_loop().create_task(self._release([key], None))
-            task.add_done_callback(_log_task_error(self._settings))
+            task.add_done_callback(functools.partial(_log_task_error, self._settings))
 
     async def _release(self, keys: list[int], forced: EvaluationStatus | None) -> None:
-        """Enrich and export held spans. ``forced`` is the status of spans not fully judged."""
-        released = [h for k in keys if (h := self._held.pop(k, None)) is not None]
-        self._telemetry.set("otel_judge.held.spans", len(self._held))
-        if not self._held:
+        """Enrich and export judged spans. ``forced`` is the status of spans not fully judged."""
+        released = [h for k in keys if (h := self._judging.pop(k, None)) is not None]
+        self._telemetry.set("otel_judge.held.spans", self.held_count)
+        if not self._judging:
             self._drained.set()
         if not released:
             return
@@ -257,8 +421,18 @@ class JudgeProcessor:
             if held.pending > 0 and forced is not None and status is EvaluationStatus.EVALUATED:
                 status = forced
             apply_results(held.span, held.results, status)
-            self._telemetry.add("otel_judge.evaluation.status", status=status.value)
+            self._count(status)
         await self._next.consume_traces(_build_batch(released))
+
+    def _count(self, status: EvaluationStatus) -> None:
+        self._telemetry.add("otel_judge.evaluation.status", status=status.value)
+
+
+def _same_call(inner: Exchange, outer: Exchange) -> bool:
+    """Whether two exchanges read from a span and its parent are one and the same model call."""
+    if inner.response_id and outer.response_id:
+        return bool(inner.response_id == outer.response_id)
+    return bool(inner.completion) and inner.completion == outer.completion and inner.tool_calls == outer.tool_calls
 
 
 def _prune_empty(request: ExportTraceServiceRequest) -> None:
@@ -291,9 +465,6 @@ def _build_batch(released: list[_Held]) -> TraceBatch:
     return TraceBatch(request)
 
 
-def _log_task_error(settings: Settings):  # type: ignore[no-untyped-def]
-    def callback(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            settings.logger.error("releasing judged spans failed: %r", task.exception())
-
-    return callback
+def _log_task_error(settings: Settings, task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        settings.logger.error("releasing judged spans failed: %r", task.exception())

@@ -61,6 +61,31 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     ),
     Instrument("otel_judge.exporter.retries", "{request}", "counter", "Export attempts retried."),
     Instrument("otel_judge.exporter.queue.size", "{item}", "gauge", "Items waiting in an exporter queue."),
+    Instrument("otel_judge.traces.pending", "{trace}", "gauge", "Traces awaiting their sampling decision."),
+    Instrument(
+        "otel_judge.traces.decided_early",
+        "{trace}",
+        "counter",
+        "Traces decided before decision_wait because num_traces was reached.",
+    ),
+    Instrument(
+        "otel_judge.logs.joined",
+        "{record}",
+        "counter",
+        "Content log records joined to their span, by how (span_id, parent_span_id).",
+    ),
+    Instrument(
+        "otel_judge.logs.unjoined",
+        "{record}",
+        "counter",
+        "Content log records that found no span to join, by reason (late, no_span, ambiguous, cap).",
+    ),
+    Instrument(
+        "otel_judge.spans.nested_duplicates",
+        "{span}",
+        "counter",
+        "LLM-call spans not judged because a nested span carries the same call.",
+    ),
     Instrument(
         "otel_judge.reader.errors",
         "{span}",

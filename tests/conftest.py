@@ -59,7 +59,9 @@ def pipeline_config(sink: SpanSink, fake: FakeJudge | None, **sections: Any) -> 
             }
         },
         "sampling": {
-            "policies": [{"name": "all", "type": "probabilistic", "probabilistic": {"sampling_percentage": 100}}]
+            "policies": [{"name": "all", "type": "probabilistic", "probabilistic": {"sampling_percentage": 100}}],
+            "decision_wait": "0s",
+            "decision_wait_after_root_received": "0s",
         },
         "judge": {"timeout": "5s", "max_hold": "30s", "max_concurrency": 8},
     }

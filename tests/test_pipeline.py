@@ -49,6 +49,7 @@ async def test_held_span_is_exported_with_timeout_when_max_hold_passes(sink: Spa
         async with running(config, settings, tick=None) as pipeline:
             client = RawClient(pipeline.grpc_port)
             await client.traces(request(genai_span(), span("db query")))
+            await pipeline.processor.tick()  # decision_wait is 0: decide now, judging starts
             await gate.wait_for_calls(1)
             await sink.wait_for_spans(1)  # the non-GenAI span is not held back
             await pipeline.processor.tick()
@@ -75,6 +76,7 @@ async def test_late_result_after_max_hold_is_counted_not_written(sink: SpanSink)
         async with running(config, settings, tick=None) as pipeline:
             client = RawClient(pipeline.grpc_port)
             await client.traces(request(genai_span()))
+            await pipeline.processor.tick()
             await gate.wait_for_calls(1)
             clock.advance(2)
             await pipeline.processor.tick()
