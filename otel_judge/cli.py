@@ -2,6 +2,7 @@
 
 otel-judge serve [--config FILE]   run until SIGTERM/SIGINT, then shut down gracefully
 otel-judge validate FILE...        list every problem of each config under its YAML path
+otel-judge inspect FILE... [--all] what otel-judge reads from OTLP files (protobuf or OTLP/JSON)
 otel-judge --version
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -30,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", "-c", help="YAML config file; without it, the embedded default")
     validate = sub.add_parser("validate", help="check config files and list every problem")
     validate.add_argument("files", nargs="+", metavar="FILE")
+    inspect = sub.add_parser("inspect", help="show, as JSON, the model calls otel-judge reads from OTLP files")
+    inspect.add_argument("files", nargs="+", metavar="FILE", help="OTLP protobuf or OTLP/JSON (traces and logs)")
+    inspect.add_argument("--all", action="store_true", help="also list the GenAI spans not judged, and why")
     return parser
 
 
@@ -37,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "validate":
         return _validate(args.files)
+    if args.command == "inspect":
+        return _inspect(args.files, args.all)
     return _serve(args.config)
 
 
@@ -55,6 +62,19 @@ def _validate(files: Sequence[str]) -> int:
         for warning in warnings:
             print(f"  warning: {warning}", file=sys.stderr)
     return status
+
+
+def _inspect(files: Sequence[str], include_skipped: bool) -> int:
+    from otel_judge.inspector import InspectError, inspect_requests, load_files
+
+    try:
+        traces, logs = load_files(files)
+    except InspectError as exc:
+        print(f"otel-judge inspect: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    entries = inspect_requests(traces, logs, include_skipped=include_skipped)
+    print(json.dumps(entries, indent=2, ensure_ascii=False))
+    return 0
 
 
 def _setup_logging(config: Config) -> logging.Logger:

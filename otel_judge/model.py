@@ -19,6 +19,7 @@ class EvaluationStatus(enum.StrEnum):
     SKIPPED_OVERLOAD = "skipped_overload"
     SHUTDOWN = "shutdown"
     READ_ERROR = "read_error"
+    NESTED_DUPLICATE = "nested_duplicate"  # a nested span carries the same call and is judged instead
 
 
 @dataclass(frozen=True, slots=True)

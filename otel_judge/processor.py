@@ -42,6 +42,7 @@ from otel_judge.model import EvaluationResult, EvaluationStatus, Exchange
 from otel_judge.otlp import LogsBatch, TraceBatch
 from otel_judge.pool import JudgePool
 from otel_judge.reader import Claim, ContentReader, GenAIReader, ReadError, SpanView, is_candidate, is_content_record
+from otel_judge.reader.join import join_logs, nested_duplicates
 from otel_judge.sampling import Sampler, SamplingContext
 
 __all__ = ["JudgeProcessor", "evaluation_id"]
@@ -307,10 +308,18 @@ class JudgeProcessor:
             if trace is None:
                 continue
             self._pending_spans -= len(trace.spans)
-            logs = self._join_logs(trace)
-            skip = self._nested_duplicates(trace, logs)
+            logs, joins = join_logs(trace.spans, trace.logs)
+            for how, count in joins.items():
+                if how in ("span_id", "parent_span_id"):
+                    self._telemetry.add("otel_judge.logs.joined", count, by=how)
+                else:
+                    self._telemetry.add("otel_judge.logs.unjoined", count, reason=how)
+            skip = nested_duplicates(trace.spans, logs)
             for held in trace.spans:
-                if id(held) in skip:
+                if bytes(held.span.span_id) in skip:
+                    self._telemetry.add("otel_judge.spans.nested_duplicates")
+                    self._count(EvaluationStatus.NESTED_DUPLICATE)
+                    set_status(held.span, EvaluationStatus.NESTED_DUPLICATE)
                     release.append(held)
                     continue
                 status = self._judge_or_status(held, trace, logs.get(bytes(held.span.span_id), ()))
@@ -322,43 +331,6 @@ class JudgeProcessor:
         self._telemetry.set("otel_judge.held.spans", self.held_count)
         if release:
             await self._next.consume_traces(_build_batch(release))
-
-    def _join_logs(self, trace: _Trace) -> dict[bytes, list[LogRecord]]:
-        """Content records by the span they belong to. Records carrying the *parent's* span id
-        (some libraries do this when streaming) go to the one LLM span of that parent, if unambiguous."""
-        by_span = {bytes(h.span.span_id): h for h in trace.spans}
-        joined: dict[bytes, list[LogRecord]] = {}
-        for span_id, records in trace.logs.items():
-            if span_id in by_span:
-                joined.setdefault(span_id, []).extend(records)
-                self._telemetry.add("otel_judge.logs.joined", len(records), by="span_id")
-                continue
-            children = [h for h in trace.spans if bytes(h.span.parent_span_id) == span_id]
-            if len(children) == 1:
-                joined.setdefault(bytes(children[0].span.span_id), []).extend(records)
-                self._telemetry.add("otel_judge.logs.joined", len(records), by="parent_span_id")
-            else:
-                reason = "ambiguous" if children else "no_span"
-                self._telemetry.add("otel_judge.logs.unjoined", len(records), reason=reason)
-        return joined
-
-    def _nested_duplicates(self, trace: _Trace, logs: dict[bytes, list[LogRecord]]) -> set[int]:
-        """Spans whose child span carries the same call: only the innermost is judged."""
-        by_id = {bytes(h.span.span_id): h for h in trace.spans}
-        skip: set[int] = set()
-        for held in trace.spans:
-            parent = by_id.get(bytes(held.span.parent_span_id))
-            if parent is None or id(parent) in skip:
-                continue
-            try:
-                inner = held.reader.read(SpanView(held.span), logs.get(bytes(held.span.span_id), ()))
-                outer = parent.reader.read(SpanView(parent.span), logs.get(bytes(parent.span.span_id), ()))
-            except Exception:
-                continue
-            if _same_call(inner, outer):
-                skip.add(id(parent))
-                self._telemetry.add("otel_judge.spans.nested_duplicates")
-        return skip
 
     def _judge_or_status(self, held: _Held, trace: _Trace, logs: Sequence[LogRecord]) -> EvaluationStatus | None:
         """Start judging ``held`` (None), or the status to export it with now."""
@@ -426,13 +398,6 @@ class JudgeProcessor:
 
     def _count(self, status: EvaluationStatus) -> None:
         self._telemetry.add("otel_judge.evaluation.status", status=status.value)
-
-
-def _same_call(inner: Exchange, outer: Exchange) -> bool:
-    """Whether two exchanges read from a span and its parent are one and the same model call."""
-    if inner.response_id and outer.response_id:
-        return bool(inner.response_id == outer.response_id)
-    return bool(inner.completion) and inner.completion == outer.completion and inner.tool_calls == outer.tool_calls
 
 
 def _prune_empty(request: ExportTraceServiceRequest) -> None:
