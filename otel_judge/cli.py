@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="show, as JSON, the model calls otel-judge reads from OTLP files")
     inspect.add_argument("files", nargs="+", metavar="FILE", help="OTLP protobuf or OTLP/JSON (traces and logs)")
     inspect.add_argument("--all", action="store_true", help="also list the GenAI spans not judged, and why")
+    inspect.add_argument("--config", "-c", help="read with this config's reader settings")
     return parser
 
 
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "validate":
         return _validate(args.files)
     if args.command == "inspect":
-        return _inspect(args.files, args.all)
+        return _inspect(args.files, args.all, args.config)
     return _serve(args.config)
 
 
@@ -64,15 +65,21 @@ def _validate(files: Sequence[str]) -> int:
     return status
 
 
-def _inspect(files: Sequence[str], include_skipped: bool) -> int:
+def _inspect(files: Sequence[str], include_skipped: bool, config_path: str | None) -> int:
+    from otel_judge.config import ReaderConfig
     from otel_judge.inspector import InspectError, inspect_requests, load_files
+    from otel_judge.reader import GenAIReader
 
     try:
+        reader = GenAIReader.from_config(load_config(config_path)[0].reader if config_path else ReaderConfig())
         traces, logs = load_files(files)
+    except ConfigError as exc:
+        print(f"otel-judge inspect: {config_path} is invalid:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
+        return EXIT_CONFIG
     except InspectError as exc:
         print(f"otel-judge inspect: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    entries = inspect_requests(traces, logs, include_skipped=include_skipped)
+    entries = inspect_requests(traces, logs, reader=reader, include_skipped=include_skipped)
     print(json.dumps(entries, indent=2, ensure_ascii=False))
     return 0
 
@@ -99,6 +106,11 @@ def _serve(config_path: str | None) -> int:
         logger.warning("config: %s", warning)
     try:
         asyncio.run(_run(config, logger))
+    except ConfigError as exc:
+        print(f"otel-judge: {config_path or 'default config'} is invalid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     except OSError as exc:
         print(f"otel-judge: cannot start: {exc}", file=sys.stderr)
         return 1

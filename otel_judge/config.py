@@ -306,6 +306,20 @@ def _default_evaluators() -> list[EvaluatorConfig]:
     return [ScoreEvaluatorConfig(name="quality", type="score")]
 
 
+class ReaderConfig(_Model):
+    nested_calls: Literal["innermost", "outermost"] = Field(
+        "innermost",
+        description="When nested spans carry the same model call (an SDK's wrapper span and its model-call "
+        "span, a double instrumentation), which one is judged: the innermost (nearest the provider) or the "
+        "outermost (e.g. Vercel AI SDK's ai.generateText instead of each doGenerate).",
+    )
+    formats: list[str] | None = Field(
+        None,
+        description="Only these content readers (by name: litellm, vercel_ai, openinference, openllmetry_indexed, "
+        "otel_genai, or a plugin's); default all, plugins first.",
+    )
+
+
 class LoggingConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level of otel-judge.")
 
@@ -327,6 +341,7 @@ class Config(_Model):
     evaluators: list[EvaluatorConfig] = Field(
         default_factory=_default_evaluators, description="What the judge scores; default one score evaluator 'quality'."
     )
+    reader: ReaderConfig = Field(default_factory=ReaderConfig, description="How GenAI content is read from spans.")
     service: ServiceConfig = Field(default_factory=ServiceConfig, description="otel-judge's own behaviour.")
 
     @field_validator("evaluators")

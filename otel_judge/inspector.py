@@ -148,7 +148,7 @@ def inspect_requests(
     entries: list[dict[str, Any]] = []
     for trace_id, trace_calls in calls.items():
         joined, _ = join_logs(trace_calls, records.get(trace_id, {}))
-        duplicates = nested_duplicates(trace_calls, joined)
+        duplicates = nested_duplicates(trace_calls, joined, reader.nested_calls)
         for call in sorted(trace_calls, key=lambda c: c.span.start_time_unix_nano):
             span_logs = joined.get(bytes(call.span.span_id), [])
             if bytes(call.span.span_id) in duplicates:

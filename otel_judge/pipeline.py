@@ -53,7 +53,7 @@ class Pipeline:
         self.processor = JudgeProcessor(
             self.exporter,
             sampler=Sampler.from_config(config.sampling.policies),
-            reader=GenAIReader(),
+            reader=GenAIReader.from_config(config.reader),
             pool=pool,
             evaluators=self.evaluators,
             max_hold=config.judge.max_hold,

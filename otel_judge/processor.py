@@ -314,7 +314,7 @@ class JudgeProcessor:
                     self._telemetry.add("otel_judge.logs.joined", count, by=how)
                 else:
                     self._telemetry.add("otel_judge.logs.unjoined", count, reason=how)
-            skip = nested_duplicates(trace.spans, logs)
+            skip = nested_duplicates(trace.spans, logs, self._reader.nested_calls)
             for held in trace.spans:
                 if bytes(held.span.span_id) in skip:
                     self._telemetry.add("otel_judge.spans.nested_duplicates")

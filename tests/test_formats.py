@@ -69,6 +69,10 @@ def _no_assistant_tool_call_message(expected: dict[str, Any]) -> None:
     expected["messages"] = [m for m in expected["messages"] if not (m["role"] == "assistant" and m.get("tool_calls"))]
 
 
+def _first_call_overwritten(expected: dict[str, Any]) -> None:
+    expected["tool_calls"] = []  # the first call (the one that returned the tool call) was overwritten
+
+
 def _no_tool_message_id(expected: dict[str, Any]) -> None:
     for message in expected["messages"]:
         message.pop("tool_call_id", None)
@@ -83,11 +87,19 @@ KNOWN_LOSSES = {
     ("litellm-semconv_event_only", "tool_call"): [_no_output_tool_calls],  # dropped from its completion events
     ("openlit-default", "tool_call"): [_no_assistant_tool_call_message],  # dropped from the 2nd call's input
     ("traceloop-events", "tool_call"): [_no_tool_message_id],  # gen_ai.tool.message body has no id
+    ("litellm-parent_span", "tool_call"): [_first_call_overwritten],
 }
 
 
 # Calls whose output the library did not record at all: found, but no_content.
 UNJUDGEABLE_CALLS = {("litellm-semconv_event_only", "tool_call"): 1}
+# Calls the library never put in the telemetry: LiteLLM writing onto the caller's span lets the
+# second call of the tool round trip overwrite the first.
+INVISIBLE_CALLS = {("litellm-parent_span", "tool_call"): 1}
+
+
+def visible_calls(key: tuple[str, str], expected: dict[str, Any]) -> int:
+    return int(expected["n_llm_calls"]) - INVISIBLE_CALLS.get(key, 0)
 
 
 def inspect_dir(directory: Path) -> list[dict[str, Any]]:
@@ -105,12 +117,12 @@ def test_capture_is_read_as_the_application_sent_it(key: tuple[str, str], direct
 
     judged = sorted((e for e in entries if "skipped" not in e), key=lambda e: e["start_time_unix_nano"])
     model_calls = [e for e in entries if e.get("skipped") not in ("not_a_model_call", "nested_duplicate")]
-    assert len(model_calls) == expected["n_llm_calls"], "every model call is found once, nested spans or not"
+    assert len(model_calls) == visible_calls(key, expected), "every model call is found once, nested spans or not"
     if expected["content_location"] == "none" or expected["is_error"]:
         assert judged == [], "nothing to judge: content capture off, redacted, or the call failed"
     else:
         unjudgeable = UNJUDGEABLE_CALLS.get(key, 0)
-        assert len(judged) == expected["n_llm_calls"] - unjudgeable, "exactly one judged span per model call"
+        assert len(judged) == visible_calls(key, expected) - unjudgeable, "exactly one judged span per model call"
         last = judged[-1]
         assert normalise(last["messages"]) == normalise(expected["messages"])
         assert last["completion"] == expected["completion"]

@@ -16,7 +16,7 @@ from otel_judge.testing import FakeJudge, JudgeRequest, SpanSink
 
 from .conftest import pipeline_config, running
 from .otlp_builders import RawClient
-from .test_formats import SCENARIOS, UNJUDGEABLE_CALLS
+from .test_formats import SCENARIOS, UNJUDGEABLE_CALLS, visible_calls
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "fixtures"
@@ -111,13 +111,16 @@ async def test_every_capture_replayed_gets_one_judgment_per_model_call(sink: Spa
     want_calls = 0
     sent = 0
     async with FakeJudge(echo_score) as judge:
-        config = pipeline_config(sink, judge)  # decision_wait 0: logs go first so the join is complete
+        # Logs go first; a short real decision_wait keeps them until their span arrives in the next export.
+        config = pipeline_config(
+            sink, judge, sampling={"decision_wait": "1s", "decision_wait_after_root_received": "1s"}
+        )
         async with running(config) as pipeline:
             client = RawClient(pipeline.grpc_port)
             for key, directory in scenarios:
                 expected = json.loads((directory / "expected.json").read_text())
                 if expected["content_location"] != "none" and not expected["is_error"]:
-                    want_calls += expected["n_llm_calls"] - UNJUDGEABLE_CALLS.get(key, 0)
+                    want_calls += visible_calls(key, expected) - UNJUDGEABLE_CALLS.get(key, 0)
                 sent += await send_capture(client, directory, logs_first=True)
             received = await sink.wait_for_spans(sent, timeout=60)
             await sink.wait_for(lambda: len(judge.requests) >= want_calls, timeout=60)

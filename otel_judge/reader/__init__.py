@@ -21,6 +21,8 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_judge import semconv
+from otel_judge.config import ReaderConfig
+from otel_judge.errors import ConfigError
 from otel_judge.model import Exchange
 from otel_judge.reader.base import Claim, ContentReader, ReadError, SpanView, event_name, is_content_record
 from otel_judge.reader.litellm import LiteLLMReader
@@ -53,9 +55,15 @@ def is_candidate(span: Span, keys: frozenset[str] = semconv.CANDIDATE_KEYS) -> b
 is_genai_span = is_candidate
 
 
-def builtin_readers() -> list[ContentReader]:
+def builtin_readers(nested_calls: str = "innermost") -> list[ContentReader]:
     """Specific formats first; the generic GenAI-conventions reader last."""
-    return [LiteLLMReader(), VercelAIReader(), OpenInferenceReader(), OpenLLMetryReader(), OtelGenAIReader()]
+    return [
+        LiteLLMReader(),
+        VercelAIReader(judge_wrapper=nested_calls == "outermost"),
+        OpenInferenceReader(),
+        OpenLLMetryReader(),
+        OtelGenAIReader(),
+    ]
 
 
 def plugin_readers() -> list[ContentReader]:
@@ -67,10 +75,30 @@ def plugin_readers() -> list[ContentReader]:
 
 
 class GenAIReader:
-    """Chooses the format reader per span: the first of ``readers`` that recognises it."""
+    """Chooses the format reader per span: the first of ``readers`` that recognises it.
 
-    def __init__(self, readers: Sequence[ContentReader] | None = None) -> None:
-        self.readers = tuple(readers) if readers is not None else tuple(plugin_readers() + builtin_readers())
+    ``nested_calls`` says which of two nested spans carrying one call is judged (see ``join``).
+    """
+
+    def __init__(self, readers: Sequence[ContentReader] | None = None, nested_calls: str = "innermost") -> None:
+        self.readers = (
+            tuple(readers) if readers is not None else tuple(plugin_readers() + builtin_readers(nested_calls))
+        )
+        self.nested_calls = nested_calls
+
+    @classmethod
+    def from_config(cls, config: ReaderConfig) -> GenAIReader:
+        """Readers named in ``config.formats`` (all when unset); ConfigError for unknown names."""
+        available = plugin_readers() + builtin_readers(config.nested_calls)
+        if config.formats is None:
+            return cls(available, config.nested_calls)
+        by_name = {r.name: r for r in available}
+        unknown = [name for name in config.formats if name not in by_name]
+        if unknown:
+            raise ConfigError(
+                [f"reader.formats: unknown reader(s) {', '.join(unknown)} (available: {', '.join(by_name)})"]
+            )
+        return cls([by_name[name] for name in config.formats], config.nested_calls)
 
     def classify(self, view: SpanView) -> tuple[Claim, ContentReader] | None:
         for reader in self.readers:

@@ -101,7 +101,9 @@ class OtelGenAIReader:
             exchange.sources.append(f"{where}:{semconv.GEN_AI_OUTPUT_MESSAGES}")
             pairs = semconv_messages(outputs, semconv.GEN_AI_OUTPUT_MESSAGES)
             set_output(exchange, [m for m, _ in pairs], [f for _, f in pairs])
-        if not exchange.tool_calls:  # LiteLLM keeps output tool calls in the legacy indexed keys
+        if outputs is not None and not exchange.tool_calls and not exchange.completion:
+            # LiteLLM writes `parts: []` and keeps the tool calls in legacy indexed keys. Only then:
+            # when it writes onto a caller's span, stale keys of an earlier call can linger.
             exchange.tool_calls.extend(_legacy_indexed_calls(attrs))
         return exchange
 

@@ -72,15 +72,19 @@ def _message(item: Mapping[str, Any]) -> list[Message]:
 
 
 class VercelAIReader:
+    """``judge_wrapper``: judge ``ai.generateText`` (prompt and final answer of the whole tool loop)
+    instead of each ``doGenerate`` model call."""
+
     name = "vercel_ai"
+
+    def __init__(self, judge_wrapper: bool = False) -> None:
+        self._judged = semconv.VERCEL_WRAPPER_OPERATIONS if judge_wrapper else semconv.VERCEL_MODEL_CALL_OPERATIONS
 
     def classify(self, view: SpanView) -> Claim | None:
         operation = view.get(semconv.AI_OPERATION_ID)
         if operation is None:
             return None
-        if operation in semconv.VERCEL_MODEL_CALL_OPERATIONS:
-            return Claim.LLM_CALL
-        return Claim.NOT_LLM  # wrappers (ai.generateText), tool calls, embeddings
+        return Claim.LLM_CALL if operation in self._judged else Claim.NOT_LLM  # tool calls, embeddings too
 
     def read(self, view: SpanView, logs: Sequence[LogRecord]) -> Exchange:
         attrs = view.attrs
