@@ -27,7 +27,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_judge.errors import MalformedError
 from otel_judge.otlp import decode_otlp_json, iter_log_records, iter_spans
-from otel_judge.reader import Claim, ContentReader, GenAIReader, ReadError, SpanView, is_candidate, is_content_record
+from otel_judge.reader import Claim, ContentReader, GenAIReader, ReadError, SpanView, is_content_record
 from otel_judge.reader.join import join_logs, nested_duplicates
 
 __all__ = ["InspectError", "inspect_requests", "load_files"]
@@ -130,7 +130,7 @@ def inspect_requests(
     skipped: list[dict[str, Any]] = []
     for request in traces:
         for rs, ss, span in iter_spans(request.resource_spans):
-            if not is_candidate(span):
+            if not reader.is_candidate(span):
                 continue
             found = reader.classify(SpanView(span, rs.resource, ss.scope))
             if found is None:

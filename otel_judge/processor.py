@@ -41,7 +41,7 @@ from otel_judge.exporter import Exporter
 from otel_judge.model import EvaluationResult, EvaluationStatus, Exchange
 from otel_judge.otlp import LogsBatch, TraceBatch
 from otel_judge.pool import JudgePool
-from otel_judge.reader import Claim, ContentReader, GenAIReader, ReadError, SpanView, is_candidate, is_content_record
+from otel_judge.reader import Claim, ContentReader, GenAIReader, ReadError, SpanView, is_content_record
 from otel_judge.reader.join import join_logs, nested_duplicates
 from otel_judge.sampling import Sampler, SamplingContext
 
@@ -221,7 +221,7 @@ class JudgeProcessor:
                 for index, span in enumerate(ss.spans):
                     if not span.parent_span_id and span.trace_id in self._traces:
                         self._root_seen(self._traces[span.trace_id])
-                    if not is_candidate(span):
+                    if not self._reader.is_candidate(span):
                         continue
                     reader = self._classify(span, rs, ss)
                     if reader is None:  # GenAI-looking, but not a model call (agent, tool, wrapper)

@@ -85,6 +85,13 @@ class GenAIReader:
             tuple(readers) if readers is not None else tuple(plugin_readers() + builtin_readers(nested_calls))
         )
         self.nested_calls = nested_calls
+        self.candidate_keys: frozenset[str] = frozenset().union(
+            *(getattr(r, "candidate_keys", frozenset()) for r in self.readers)
+        )
+
+    def is_candidate(self, span: Span) -> bool:
+        """Whether any reader's candidate key is on the span (keys only)."""
+        return is_candidate(span, self.candidate_keys)
 
     @classmethod
     def from_config(cls, config: ReaderConfig) -> GenAIReader:

@@ -75,6 +75,9 @@ class ContentReader(Protocol):
     """
 
     name: str
+    #: Attribute keys whose presence makes a span worth classifying (keys only, never values). The
+    #: built-in readers' keys are ``semconv.CANDIDATE_KEYS``; a plugin adds its own.
+    candidate_keys: frozenset[str]
 
     def classify(self, view: SpanView) -> Claim | None: ...
 

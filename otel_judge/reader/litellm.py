@@ -19,6 +19,7 @@ from otel_judge.reader.otel_genai import OtelGenAIReader
 
 class LiteLLMReader:
     name = "litellm"
+    candidate_keys = semconv.CANDIDATE_KEYS
 
     def __init__(self) -> None:
         self._semconv = OtelGenAIReader()

@@ -79,6 +79,7 @@ def _fallback_json(value: Any) -> Any:
 
 class OpenInferenceReader:
     name = "openinference"
+    candidate_keys = semconv.CANDIDATE_KEYS
 
     def classify(self, view: SpanView) -> Claim | None:
         kind = view.get(semconv.OPENINFERENCE_SPAN_KIND)

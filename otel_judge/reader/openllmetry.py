@@ -58,6 +58,7 @@ def indexed_messages(attrs: Mapping[str, Any], prefix: str, default_role: str) -
 
 class OpenLLMetryReader:
     name = "openllmetry_indexed"
+    candidate_keys = semconv.CANDIDATE_KEYS
 
     def classify(self, view: SpanView) -> Claim | None:
         # Only spans that carry the indexed keys: content-less spans and newer versions are read as

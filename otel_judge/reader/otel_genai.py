@@ -49,6 +49,7 @@ _NON_LLM_OPERATIONS = frozenset({"embeddings", "execute_tool", "create_agent", "
 
 class OtelGenAIReader:
     name = "otel_genai"
+    candidate_keys = semconv.CANDIDATE_KEYS
 
     def classify(self, view: SpanView) -> Claim | None:
         operation = view.get(semconv.GEN_AI_OPERATION_NAME)

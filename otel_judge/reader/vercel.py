@@ -76,6 +76,7 @@ class VercelAIReader:
     instead of each ``doGenerate`` model call."""
 
     name = "vercel_ai"
+    candidate_keys = semconv.CANDIDATE_KEYS
 
     def __init__(self, judge_wrapper: bool = False) -> None:
         self._judged = semconv.VERCEL_WRAPPER_OPERATIONS if judge_wrapper else semconv.VERCEL_MODEL_CALL_OPERATIONS
