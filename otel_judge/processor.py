@@ -41,11 +41,21 @@ from otel_judge.exporter import Exporter
 from otel_judge.model import EvaluationResult, EvaluationStatus, Exchange
 from otel_judge.otlp import LogsBatch, TraceBatch
 from otel_judge.pool import JudgePool
-from otel_judge.reader import Claim, ContentReader, GenAIReader, ReadError, SpanView, is_content_record
+from otel_judge.reader import (
+    CONTENT_CAPTURE_HINTS,
+    Claim,
+    ContentReader,
+    GenAIReader,
+    ReadError,
+    SpanView,
+    is_content_record,
+)
 from otel_judge.reader.join import join_logs, nested_duplicates
 from otel_judge.sampling import Sampler, SamplingContext
 
 __all__ = ["JudgeProcessor", "evaluation_id"]
+
+NO_CONTENT_HINT_INTERVAL = 60.0
 
 
 def evaluation_id(trace_id: bytes, span_id: bytes, evaluator: Evaluator) -> str:
@@ -116,6 +126,7 @@ class JudgeProcessor:
         self._drained.set()
         self._ticker: asyncio.Task[None] | None = None
         self._stopped = False
+        self._no_content: dict[str, tuple[int, float]] = {}  # reader -> (spans since last hint, when)
 
     @property
     def held_count(self) -> int:
@@ -349,11 +360,28 @@ class JudgeProcessor:
             self._settings.logger.exception("reader %s failed", held.reader.name)
             return EvaluationStatus.READ_ERROR
         if not exchange.has_content:
+            self._hint_no_content(held.reader.name)
             return EvaluationStatus.NO_CONTENT
         if self._stopped or not self._pool.has_room(len(self._evaluators)):
             return EvaluationStatus.SKIPPED_OVERLOAD
         self._judge(held, exchange)
         return None
+
+    def _hint_no_content(self, reader: str) -> None:
+        """Say, at most once a minute per format, how to turn content capture on."""
+        now = self._clock.monotonic()
+        count, last = self._no_content.get(reader, (0, -NO_CONTENT_HINT_INTERVAL))
+        if now - last < NO_CONTENT_HINT_INTERVAL:
+            self._no_content[reader] = (count + 1, last)
+            return
+        self._no_content[reader] = (0, now)
+        hint = CONTENT_CAPTURE_HINTS.get(reader, "turn content capture on in your instrumentation")
+        self._settings.logger.warning(
+            "%d %s span(s) arrived without prompt/completion content (status no_content); to judge them: %s",
+            count + 1,
+            reader,
+            hint,
+        )
 
     def _judge(self, held: _Held, exchange: Exchange) -> None:
         assert self._pool is not None

@@ -278,3 +278,28 @@ async def test_sampled_out_spans_are_marked_and_not_judged(sink: SpanSink, fake_
 
     assert [r.attributes[STATUS] for r in received] == ["sampled_out", "sampled_out"]
     assert fake_judge.requests == []
+
+
+async def test_spans_without_content_say_once_a_minute_how_to_turn_capture_on(
+    sink: SpanSink, fake_judge: FakeJudge, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No per-span logging: one warning per format per minute, with the count and the library's switch."""
+    clock = FakeClock()
+    config = pipeline_config(sink, fake_judge)
+    no_content = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini"}
+    async with running(config, Settings(clock=clock), tick=None) as pipeline:
+        client = RawClient(pipeline.grpc_port)
+        for minute in range(2):
+            for _ in range(3):
+                await client.traces(request(span("chat", no_content)))
+                await pipeline.processor.tick()
+            clock.advance(61 if minute == 0 else 0)
+        await client.traces(request(span("chat", no_content)))
+        await pipeline.processor.tick()
+        await sink.wait_for_spans(7)
+        await client.close()
+
+    hints = [r.getMessage() for r in caplog.records if "without prompt/completion content" in r.getMessage()]
+    assert len(hints) == 2
+    assert hints[0].startswith("1 otel_genai span(s)") and hints[1].startswith("3 otel_genai span(s)")
+    assert "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT" in hints[0]

@@ -32,6 +32,7 @@ from otel_judge.reader.otel_genai import OtelGenAIReader
 from otel_judge.reader.vercel import VercelAIReader
 
 __all__ = [
+    "CONTENT_CAPTURE_HINTS",
     "Claim",
     "ContentReader",
     "GenAIReader",
@@ -45,6 +46,19 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "otel_judge.readers"
+
+#: How to turn content capture on, per reader: shown when spans of that format arrive without content.
+CONTENT_CAPTURE_HINTS: dict[str, str] = {
+    "otel_genai": (
+        "official OpenTelemetry instrumentations: OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=SPAN_ONLY "
+        "(or EVENT_ONLY / SPAN_AND_EVENT and send logs too; older versions: =true); "
+        "OpenLLMetry: TRACELOOP_TRACE_CONTENT=true; OpenLIT: capture_message_content=True"
+    ),
+    "openllmetry_indexed": "OpenLLMetry: TRACELOOP_TRACE_CONTENT=true",
+    "openinference": "OpenInference: unset OPENINFERENCE_HIDE_INPUTS / OPENINFERENCE_HIDE_OUTPUTS (and *_MESSAGES)",
+    "vercel_ai": "Vercel AI SDK: experimental_telemetry: {isEnabled: true, recordInputs: true, recordOutputs: true}",
+    "litellm": "LiteLLM: do not set litellm.turn_off_message_logging; with EVENT_ONLY also export logs",
+}
 
 
 def is_candidate(span: Span, keys: frozenset[str] = semconv.CANDIDATE_KEYS) -> bool:
