@@ -181,6 +181,17 @@ class ExportersConfig(_Model):
 # --------------------------------------------------------------------------- sampling
 
 
+AttributeLookup = Annotated[
+    str,
+    Field(
+        description="Attribute lookup: `span.KEY`, `resource.KEY`, `root.KEY` (the trace's root span), "
+        "`trace.KEY` (any span of the trace) or a bare `KEY` (the span, then its resource, then the root "
+        "span); alternatives separated by `|` are tried in order.",
+        min_length=1,
+    ),
+]
+
+
 class ProbabilisticSpec(_Model):
     sampling_percentage: float = Field(ge=0, le=100, description="Percentage of traces whose GenAI spans are judged.")
     hash_salt: str = Field(
@@ -188,18 +199,247 @@ class ProbabilisticSpec(_Model):
     )
 
 
-class ProbabilisticPolicyConfig(_Model):
-    name: str = Field(description="Policy name, reported in telemetry.")
-    type: Literal["probabilistic"]
-    probabilistic: ProbabilisticSpec = Field(description="Settings of the probabilistic policy.")
+class StringAttributeSpec(_Model):
+    key: AttributeLookup
+    values: list[str] = Field(min_length=1, description="Values (or regular expressions) that match.")
+    enabled_regex_matching: bool = Field(False, description="Treat values as regular expressions (full match).")
+    cache_max_size: int | None = Field(None, gt=0, description="Size of the regex result cache (Collector key).")
+    invert_match: bool = Field(
+        False, description="Deprecated as in the Collector: a match means do not judge. Prefer a `drop` policy."
+    )
 
 
-class AlwaysSamplePolicyConfig(_Model):
-    name: str = Field(description="Policy name, reported in telemetry.")
+class NumericAttributeSpec(_Model):
+    key: AttributeLookup
+    min_value: float | None = Field(None, description="Inclusive lower bound.")
+    max_value: float | None = Field(None, description="Inclusive upper bound.")
+    invert_match: bool = Field(False, description="Deprecated: a match means do not judge.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> NumericAttributeSpec:
+        if self.min_value is None and self.max_value is None:
+            raise ValueError("set min_value, max_value or both")
+        if self.min_value is not None and self.max_value is not None and self.min_value > self.max_value:
+            raise ValueError("min_value is greater than max_value")
+        return self
+
+
+class BooleanAttributeSpec(_Model):
+    key: AttributeLookup
+    value: bool = Field(description="The value that matches.")
+    invert_match: bool = Field(False, description="Deprecated: a match means do not judge.")
+
+
+class StatusCodeSpec(_Model):
+    status_codes: list[Literal["OK", "ERROR", "UNSET"]] = Field(
+        min_length=1, description="Judge when any span of the trace has one of these status codes."
+    )
+
+
+class LatencySpec(_Model):
+    threshold_ms: int = Field(
+        ge=0, description="Judge traces lasting at least this long (earliest start to latest end)."
+    )
+    upper_threshold_ms: int | None = Field(None, gt=0, description="...and at most this long.")
+
+
+class RateLimitingSpec(_Model):
+    spans_per_second: float = Field(gt=0, description="Judged spans per second at most (sliding second).")
+
+
+class SliceRateSpec(_Model):
+    key: AttributeLookup
+    rates: dict[str, Annotated[float, Field(ge=0, le=100)]] = Field(
+        description="Percentage judged per value of the key, e.g. {support: 20}."
+    )
+    default_percentage: float = Field(ge=0, le=100, description="Percentage for every other value (and no value).")
+    hash_salt: str = Field("", description="Salt of the trace-id hash, as for probabilistic.")
+
+
+class NewVersionSpec(_Model):
+    key: AttributeLookup
+    sampling_percentage: float = Field(100, ge=0, le=100, description="Percentage judged while a value is new.")
+    min_samples: int = Field(100, gt=0, description="A value stops being new once this many of its spans were judged.")
+    duration: Duration = Field(86400.0, gt=0, description="...or once this long has passed since it appeared.")
+    seen_window: Duration = Field(86400.0, gt=0, description="A value is new when it was not seen within this window.")
+    startup_grace: Duration = Field(
+        600.0,
+        ge=0,
+        description="Values first seen this soon after otel-judge starts count as known (memory is not kept "
+        "across restarts).",
+    )
+    max_tracked_values: int = Field(10_000, gt=0, description="Values remembered at most (least recent forgotten).")
+    hash_salt: str = Field("", description="Salt of the trace-id hash.")
+
+
+class MinPerSliceSpec(_Model):
+    key: AttributeLookup
+    min_samples: int = Field(gt=0, description="Judge at least this many spans per slice per window.")
+    window: Duration = Field(3600.0, gt=0, description="The window (tumbling).")
+    max_slices: int = Field(10_000, gt=0, description="Slices tracked at most per window.")
+
+
+class BudgetSpec(_Model):
+    max_usd_per_hour: float | None = Field(
+        None, gt=0, description="Judge spend over any sliding hour at most (litellm's price of the real usage)."
+    )
+    max_tokens_per_minute: int | None = Field(None, gt=0, description="Judge tokens over any sliding minute at most.")
+
+    @model_validator(mode="after")
+    def _one(self) -> BudgetSpec:
+        if self.max_usd_per_hour is None and self.max_tokens_per_minute is None:
+            raise ValueError("set max_usd_per_hour, max_tokens_per_minute or both")
+        return self
+
+
+class _Policy(_Model):
+    name: str = Field(min_length=1, description="Policy name, reported on judged spans and in telemetry.")
+
+
+class AlwaysSamplePolicyConfig(_Policy):
     type: Literal["always_sample"]
 
 
-PolicyConfig = Annotated[ProbabilisticPolicyConfig | AlwaysSamplePolicyConfig, Field(discriminator="type")]
+class ProbabilisticPolicyConfig(_Policy):
+    type: Literal["probabilistic"]
+    probabilistic: ProbabilisticSpec
+
+
+class StringAttributePolicyConfig(_Policy):
+    type: Literal["string_attribute"]
+    string_attribute: StringAttributeSpec
+
+
+class NumericAttributePolicyConfig(_Policy):
+    type: Literal["numeric_attribute"]
+    numeric_attribute: NumericAttributeSpec
+
+
+class BooleanAttributePolicyConfig(_Policy):
+    type: Literal["boolean_attribute"]
+    boolean_attribute: BooleanAttributeSpec
+
+
+class StatusCodePolicyConfig(_Policy):
+    type: Literal["status_code"]
+    status_code: StatusCodeSpec
+
+
+class LatencyPolicyConfig(_Policy):
+    type: Literal["latency"]
+    latency: LatencySpec
+
+
+class RateLimitingPolicyConfig(_Policy):
+    type: Literal["rate_limiting"]
+    rate_limiting: RateLimitingSpec
+
+
+class SliceRatePolicyConfig(_Policy):
+    type: Literal["slice_rate"]
+    slice_rate: SliceRateSpec
+
+
+class NewVersionPolicyConfig(_Policy):
+    type: Literal["new_version"]
+    new_version: NewVersionSpec
+
+
+class MinPerSlicePolicyConfig(_Policy):
+    type: Literal["min_per_slice"]
+    min_per_slice: MinPerSliceSpec
+
+
+class BudgetPolicyConfig(_Policy):
+    type: Literal["budget"]
+    budget: BudgetSpec
+
+
+LeafPolicyConfig = Annotated[
+    AlwaysSamplePolicyConfig
+    | ProbabilisticPolicyConfig
+    | StringAttributePolicyConfig
+    | NumericAttributePolicyConfig
+    | BooleanAttributePolicyConfig
+    | StatusCodePolicyConfig
+    | LatencyPolicyConfig
+    | RateLimitingPolicyConfig
+    | SliceRatePolicyConfig
+    | NewVersionPolicyConfig
+    | MinPerSlicePolicyConfig,
+    Field(discriminator="type"),
+]
+
+
+class AndSpec(_Model):
+    and_sub_policy: list[LeafPolicyConfig] = Field(min_length=1, description="All must judge for this to judge.")
+
+
+class DropSpec(_Model):
+    drop_sub_policy: list[LeafPolicyConfig] = Field(
+        min_length=1, description="When all of these match, the span is not judged, whatever else says."
+    )
+
+
+class RateAllocation(_Model):
+    policy: str = Field(description="A sub-policy name.")
+    percent: float = Field(gt=0, le=100, description="Share of max_total_spans_per_second for it.")
+
+
+class CompositeSpec(_Model):
+    max_total_spans_per_second: float = Field(gt=0, description="Judged spans per second for the whole composite.")
+    policy_order: list[str] = Field(min_length=1, description="Sub-policy names in the order they are asked.")
+    composite_sub_policy: list[LeafPolicyConfig] = Field(min_length=1, description="The sub-policies.")
+    rate_allocation: list[RateAllocation] = Field(
+        default_factory=list, description="Shares of the rate; sub-policies without one share what is left."
+    )
+
+    @model_validator(mode="after")
+    def _names(self) -> CompositeSpec:
+        names = {p.name for p in self.composite_sub_policy}
+        missing = [n for n in self.policy_order if n not in names] + [
+            a.policy for a in self.rate_allocation if a.policy not in names
+        ]
+        if missing:
+            raise ValueError(f"unknown sub-policy name(s): {', '.join(missing)}")
+        if sum(a.percent for a in self.rate_allocation) > 100:
+            raise ValueError("rate_allocation adds up to more than 100 percent")
+        return self
+
+
+class AndPolicyConfig(_Policy):
+    type: Literal["and"]
+    and_: AndSpec = Field(alias="and")
+
+
+class DropPolicyConfig(_Policy):
+    type: Literal["drop"]
+    drop: DropSpec
+
+
+class CompositePolicyConfig(_Policy):
+    type: Literal["composite"]
+    composite: CompositeSpec
+
+
+PolicyConfig = Annotated[
+    AlwaysSamplePolicyConfig
+    | ProbabilisticPolicyConfig
+    | StringAttributePolicyConfig
+    | NumericAttributePolicyConfig
+    | BooleanAttributePolicyConfig
+    | StatusCodePolicyConfig
+    | LatencyPolicyConfig
+    | RateLimitingPolicyConfig
+    | SliceRatePolicyConfig
+    | NewVersionPolicyConfig
+    | MinPerSlicePolicyConfig
+    | BudgetPolicyConfig
+    | AndPolicyConfig
+    | DropPolicyConfig
+    | CompositePolicyConfig,
+    Field(discriminator="type"),
+]
 
 
 def _default_policies() -> list[PolicyConfig]:
@@ -208,6 +448,16 @@ def _default_policies() -> list[PolicyConfig]:
             name="baseline", type="probabilistic", probabilistic=ProbabilisticSpec(sampling_percentage=10)
         )
     ]
+
+
+class LoopGuardConfig(_Model):
+    enabled: bool = Field(True, description="Never judge otel-judge's own (or its judge's) spans.")
+    service_names: list[str] = Field(
+        default_factory=lambda: ["otel-judge"], description="Resource service.name values that are ours."
+    )
+    marker_attribute: str = Field(
+        "otel_judge.self", description="A span or resource attribute (any value) that marks our own telemetry."
+    )
 
 
 class SamplingConfig(_Model):
@@ -233,6 +483,15 @@ class SamplingConfig(_Model):
     num_traces: int = Field(
         50_000, gt=0, description="Traces awaiting a decision at most; beyond, the oldest is decided early."
     )
+    decision_cache_size: int = Field(
+        100_000, ge=0, description="Decided traces remembered (LRU), so late spans follow their trace's decision."
+    )
+    max_held_bytes: int = Field(
+        256 * 1024 * 1024, gt=0, description="Bytes of held spans at most; beyond, skipped_overload."
+    )
+    loop_guard: LoopGuardConfig = Field(
+        default_factory=LoopGuardConfig, description="A built-in drop of otel-judge's own telemetry."
+    )
     max_logs_per_trace: int = Field(
         1000,
         gt=0,
@@ -247,6 +506,11 @@ class SamplingConfig(_Model):
 
 
 # --------------------------------------------------------------------------- judge and evaluators
+
+
+class JudgePricing(_Model):
+    input_per_million_tokens: float = Field(ge=0, description="USD per million prompt tokens.")
+    output_per_million_tokens: float = Field(ge=0, description="USD per million completion tokens.")
 
 
 class JudgeConfig(_Model):
@@ -268,6 +532,11 @@ class JudgeConfig(_Model):
     temperature: float = Field(0.0, ge=0, le=2, description="Judge sampling temperature.")
     max_tokens: int = Field(512, gt=0, description="Most tokens the judge may answer with.")
     top_p: float | None = Field(None, gt=0, le=1, description="Judge nucleus sampling.")
+    pricing: JudgePricing | None = Field(
+        None,
+        description="Price of the judge's tokens, for budgets and cost telemetry, when litellm does not know "
+        "the model (self-hosted, fine-tuned). Default: litellm's price list.",
+    )
 
     @field_validator("model")
     @classmethod

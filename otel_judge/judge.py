@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,7 +20,29 @@ from otel_judge.config import JudgeConfig
 from otel_judge.errors import JudgeTimeoutError, PermanentError, RetryableError
 from otel_judge.model import JudgeUsage
 
-__all__ = ["Judge", "JudgeReply", "LitellmJudge"]
+__all__ = ["USAGE", "Judge", "JudgeReply", "LitellmJudge", "UsageMeter"]
+
+
+class UsageMeter:
+    """Adds up the judge usage of one judgment (an evaluator may make several calls)."""
+
+    def __init__(self) -> None:
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cost_usd: float | None = None
+
+    def add(self, usage: JudgeUsage) -> None:
+        self.input_tokens += usage.input_tokens
+        self.output_tokens += usage.output_tokens
+        if usage.cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + usage.cost_usd
+
+    def total(self) -> JudgeUsage:
+        return JudgeUsage(self.input_tokens, self.output_tokens, self.cost_usd)
+
+
+#: The meter of the judgment running in this task; judges add each call's usage to it.
+USAGE: ContextVar[UsageMeter | None] = ContextVar("otel_judge_usage", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,14 +183,25 @@ class LitellmJudge:
         usage = getattr(response, "usage", None)
         input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        cost: float | None
-        try:
-            cost = float(litellm.completion_cost(completion_response=response))
-        except Exception:  # unknown model or price: the call still counts, without a cost
-            cost = None
+        cost = self._cost(litellm, response, input_tokens, output_tokens)
         telemetry.add("otel_judge.judge.calls", outcome="ok")
         telemetry.add("otel_judge.judge.tokens", input_tokens, type="input")
         telemetry.add("otel_judge.judge.tokens", output_tokens, type="output")
         if cost:
             telemetry.add("otel_judge.judge.cost", cost)
-        return JudgeReply(text=text, model=self.model, usage=JudgeUsage(input_tokens, output_tokens, cost))
+        usage = JudgeUsage(input_tokens, output_tokens, cost)
+        meter = USAGE.get()
+        if meter is not None:
+            meter.add(usage)
+        return JudgeReply(text=text, model=self.model, usage=usage)
+
+    def _cost(self, litellm: Any, response: Any, input_tokens: int, output_tokens: int) -> float | None:
+        pricing = self._config.pricing
+        if pricing is not None:
+            return (
+                input_tokens * pricing.input_per_million_tokens + output_tokens * pricing.output_per_million_tokens
+            ) / 1e6
+        try:
+            return float(litellm.completion_cost(completion_response=response))
+        except Exception:  # unknown model or price: the call still counts, without a cost
+            return None

@@ -17,6 +17,7 @@ class EvaluationStatus(enum.StrEnum):
     PARSE_ERROR = "parse_error"
     TIMEOUT = "timeout"
     SKIPPED_OVERLOAD = "skipped_overload"
+    SKIPPED_BUDGET = "skipped_budget"
     SHUTDOWN = "shutdown"
     READ_ERROR = "read_error"
     NESTED_DUPLICATE = "nested_duplicate"  # a nested span carries the same call and is judged instead

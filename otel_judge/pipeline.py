@@ -52,7 +52,7 @@ class Pipeline:
             )
         self.processor = JudgeProcessor(
             self.exporter,
-            sampler=Sampler.from_config(config.sampling.policies),
+            sampler=Sampler.from_config(config.sampling.policies, self.settings.clock, config.sampling.loop_guard),
             reader=GenAIReader.from_config(config.reader),
             pool=pool,
             evaluators=self.evaluators,

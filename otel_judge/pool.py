@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from otel_judge.component import Settings
 from otel_judge.errors import JudgeTimeoutError, ParseError, PermanentError, RetryableError
 from otel_judge.evaluators import Evaluator
-from otel_judge.model import EvaluationResult, EvaluationStatus, Exchange
+from otel_judge.judge import USAGE, UsageMeter
+from otel_judge.model import EvaluationResult, EvaluationStatus, Exchange, JudgeUsage
 
 __all__ = ["JudgePool"]
 
@@ -88,9 +90,11 @@ class JudgePool:
             await self._judge_ready(job.evaluator)
             self._settings.telemetry.set("otel_judge.judge.queue.depth", self._queue.qsize())
             result = await self._run(job)
-            for callback in self._waiters.pop(job.evaluation_id, []):
+            for index, callback in enumerate(self._waiters.pop(job.evaluation_id, [])):
+                # Duplicates share the result; the judge usage belongs to the first (one call was made).
+                shared = result if index == 0 else dataclasses.replace(result, usage=JudgeUsage())
                 try:
-                    callback(result)
+                    callback(shared)
                 except Exception:  # a consumer bug must not kill the worker
                     self._settings.logger.exception("result callback failed")
 
@@ -106,10 +110,24 @@ class JudgePool:
     async def _run(self, job: _Job) -> EvaluationResult:
         evaluator = job.evaluator
         model = getattr(getattr(evaluator, "judge", None), "model", None)
+        meter = UsageMeter()
+        token = USAGE.set(meter)
+        try:
+            return await self._evaluate(job, evaluator, model, meter)
+        finally:
+            USAGE.reset(token)
 
+    async def _evaluate(
+        self, job: _Job, evaluator: Evaluator, model: str | None, meter: UsageMeter
+    ) -> EvaluationResult:
         def failed(status: EvaluationStatus, error: str) -> EvaluationResult:
             return EvaluationResult(
-                evaluator.name, status, error=error[:500], judge_model=model, evaluation_id=job.evaluation_id
+                evaluator.name,
+                status,
+                error=error[:500],
+                judge_model=model,
+                evaluation_id=job.evaluation_id,
+                usage=meter.total(),
             )
 
         try:
@@ -130,4 +148,5 @@ class JudgePool:
             tuple(scores),
             judge_model=model,
             evaluation_id=job.evaluation_id,
+            usage=meter.total(),
         )

@@ -26,6 +26,7 @@ import contextlib
 import functools
 import hashlib
 import heapq
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -33,13 +34,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
+from otel_judge import semconv
 from otel_judge.component import Settings
 from otel_judge.config import SamplingConfig
 from otel_judge.enrich import apply_results, overall_status, set_status
 from otel_judge.evaluators import Evaluator
 from otel_judge.exporter import Exporter
 from otel_judge.model import EvaluationResult, EvaluationStatus, Exchange
-from otel_judge.otlp import LogsBatch, TraceBatch
+from otel_judge.otlp import LogsBatch, TraceBatch, set_attribute
 from otel_judge.pool import JudgePool
 from otel_judge.reader import (
     CONTENT_CAPTURE_HINTS,
@@ -51,7 +53,7 @@ from otel_judge.reader import (
     is_content_record,
 )
 from otel_judge.reader.join import join_logs, nested_duplicates
-from otel_judge.sampling import Sampler, SamplingContext
+from otel_judge.sampling import Decision, Sampler, SamplingContext, TraceSummary
 
 __all__ = ["JudgeProcessor", "evaluation_id"]
 
@@ -72,6 +74,7 @@ class _Held:
     scope_spans: ScopeSpans  # scope and schema only
     span: Span
     reader: ContentReader
+    size: int = 0  # bytes, for max_held_bytes
     deadline: float = 0.0  # max_hold deadline, set when judging starts
     pending: int = 0
     results: list[EvaluationResult] = field(default_factory=list)
@@ -87,6 +90,7 @@ class _Trace:
     spans: list[_Held] = field(default_factory=list)
     logs: dict[bytes, list[LogRecord]] = field(default_factory=dict)  # span id -> content records
     log_count: int = 0
+    summary: TraceSummary = field(default_factory=TraceSummary)  # what policies need of its other spans
 
 
 class JudgeProcessor:
@@ -112,10 +116,14 @@ class JudgeProcessor:
         self._evaluators = tuple(evaluators)
         self._max_hold = max_hold
         self._sampling = sampling
+        self._needs_all_spans = sampler.needs.any
         self._settings = settings
         self._clock = settings.clock
         self._telemetry = settings.telemetry
         self._traces: dict[bytes, _Trace] = {}  # insertion order = arrival order (for deciding early)
+        # Decided traces (LRU): late spans of them are decided at once, with what was known of the trace.
+        self._decided: OrderedDict[bytes, TraceSummary] = OrderedDict()
+        self._held_bytes = 0
         self._due: list[tuple[float, int, bytes]] = []  # (decide_at, seq, trace id); stale entries skipped
         self._seq = 0
         self._pending_spans = 0
@@ -224,20 +232,31 @@ class JudgeProcessor:
         request = batch.request
         modified = False
         held_any = False
+        late_spans: list[tuple[_Held, TraceSummary]] = []
         for rs in request.resource_spans:
             rs_shell: ResourceSpans | None = None
             for ss in rs.scope_spans:
                 taken: list[int] = []
                 ss_shell: ScopeSpans | None = None
                 for index, span in enumerate(ss.spans):
-                    if not span.parent_span_id and span.trace_id in self._traces:
-                        self._root_seen(self._traces[span.trace_id])
+                    record = self._traces.get(span.trace_id)
+                    if record is None and self._needs_all_spans and span.trace_id not in self._decided:
+                        record = self._trace(span.trace_id)
+                    if record is not None:
+                        if self._needs_all_spans:
+                            record.summary.add_span(span, rs.resource, self._sampler.needs)
+                        if not span.parent_span_id:
+                            self._root_seen(record)
                     if not self._reader.is_candidate(span):
                         continue
                     reader = self._classify(span, rs, ss)
                     if reader is None:  # GenAI-looking, but not a model call (agent, tool, wrapper)
                         continue
-                    if self.held_count >= self._sampling.max_held_spans:
+                    size = span.ByteSize()
+                    if (
+                        self.held_count >= self._sampling.max_held_spans
+                        or self._held_bytes + size > self._sampling.max_held_bytes
+                    ):
                         self._count(EvaluationStatus.SKIPPED_OVERLOAD)
                         set_status(span, EvaluationStatus.SKIPPED_OVERLOAD)
                         modified = True
@@ -248,12 +267,19 @@ class JudgeProcessor:
                         ss_shell = ScopeSpans(scope=ss.scope, schema_url=ss.schema_url)
                     copy = Span()
                     copy.CopyFrom(span)
-                    trace = self._trace(copy.trace_id)
-                    trace.spans.append(_Held(rs_shell, ss_shell, copy, reader))
+                    held = _Held(rs_shell, ss_shell, copy, reader, size=size)
+                    self._held_bytes += size
+                    taken.append(index)
+                    late = self._decided.get(copy.trace_id) if record is None else None
+                    if late is not None:  # its trace was decided already: follow it, now
+                        self._telemetry.add("otel_judge.spans.late")
+                        late_spans.append((held, late))
+                        continue
+                    trace = record or self._trace(copy.trace_id)
+                    trace.spans.append(held)
                     self._pending_spans += 1
                     if not copy.parent_span_id:
                         self._root_seen(trace)
-                    taken.append(index)
                 for index in reversed(taken):
                     del ss.spans[index]
                 held_any = held_any or bool(taken)
@@ -264,6 +290,8 @@ class JudgeProcessor:
             batch.mark_modified()
         if request.resource_spans:
             await self._next.consume_traces(batch)
+        if late_spans:
+            await self._decide_late(late_spans)
         self._telemetry.set("otel_judge.held.spans", self.held_count)
         await self._decide_early()
 
@@ -318,6 +346,7 @@ class JudgeProcessor:
             trace = self._traces.pop(trace_id, None)
             if trace is None:
                 continue
+            self._remember_decided(trace)
             self._pending_spans -= len(trace.spans)
             logs, joins = join_logs(trace.spans, trace.logs)
             for how, count in joins.items():
@@ -329,29 +358,78 @@ class JudgeProcessor:
             for held in trace.spans:
                 if bytes(held.span.span_id) in skip:
                     self._telemetry.add("otel_judge.spans.nested_duplicates")
-                    self._count(EvaluationStatus.NESTED_DUPLICATE)
-                    set_status(held.span, EvaluationStatus.NESTED_DUPLICATE)
+                    self._mark(held, EvaluationStatus.NESTED_DUPLICATE)
                     release.append(held)
                     continue
-                status = self._judge_or_status(held, trace, logs.get(bytes(held.span.span_id), ()))
+                status = self._judge_or_status(held, trace.summary, logs.get(bytes(held.span.span_id), ()))
                 if status is not None:
-                    self._count(status)
-                    set_status(held.span, status)
+                    self._mark(held, status)
                     release.append(held)
         self._telemetry.set("otel_judge.traces.pending", len(self._traces))
-        self._telemetry.set("otel_judge.held.spans", self.held_count)
-        if release:
-            await self._next.consume_traces(_build_batch(release))
+        await self._export_released(release)
 
-    def _judge_or_status(self, held: _Held, trace: _Trace, logs: Sequence[LogRecord]) -> EvaluationStatus | None:
+    async def _decide_late(self, late: list[tuple[_Held, TraceSummary]]) -> None:
+        """Spans arriving after their trace was decided: decided at once with what was known then."""
+        release = []
+        for held, summary in late:
+            status = self._judge_or_status(held, summary, ())
+            if status is not None:
+                self._mark(held, status)
+                release.append(held)
+        await self._export_released(release)
+
+    async def _export_released(self, released: list[_Held]) -> None:
+        self._held_bytes -= sum(h.size for h in released)
+        self._telemetry.set("otel_judge.held.spans", self.held_count)
+        self._telemetry.set("otel_judge.held.bytes", self._held_bytes)
+        if released:
+            await self._next.consume_traces(_build_batch(released))
+
+    def _mark(self, held: _Held, status: EvaluationStatus) -> None:
+        self._count(status)
+        set_status(held.span, status)
+
+    def _remember_decided(self, trace: _Trace) -> None:
+        if self._sampling.decision_cache_size == 0:
+            return
+        self._decided[trace.trace_id] = trace.summary
+        self._decided.move_to_end(trace.trace_id)
+        while len(self._decided) > self._sampling.decision_cache_size:
+            self._decided.popitem(last=False)
+
+    def _judge_or_status(
+        self, held: _Held, summary: TraceSummary, logs: Sequence[LogRecord]
+    ) -> EvaluationStatus | None:
         """Start judging ``held`` (None), or the status to export it with now."""
         assert self._pool is not None
         span = held.span
-        decision = self._sampler.decide(SamplingContext(trace.trace_id, span, held.resource_spans.resource))
+        resource = held.resource_spans.resource
+        ctx = SamplingContext(bytes(span.trace_id), span, resource, summary, self._clock.monotonic())
+        decision = self._sampler.decide(ctx)
+        self._count_decision(decision)
         if not decision.sampled:
             return EvaluationStatus.SAMPLED_OUT
+        status = self._read_and_check(held, logs)
+        if isinstance(status, EvaluationStatus):
+            self._sampler.observe(ctx, judged=False)
+            return status
+        if not self._sampler.admit(len(self._evaluators)):
+            self._sampler.observe(ctx, judged=False)
+            self._telemetry.add("otel_judge.sampling.decisions", policy="budget", outcome="over_budget")
+            return EvaluationStatus.SKIPPED_BUDGET
+        self._sampler.observe(ctx, judged=True)
+        set_attribute(span.attributes, semconv.OTEL_JUDGE_SAMPLING_PROBABILITY, float(decision.probability))
+        if decision.policy is not None:
+            set_attribute(span.attributes, semconv.OTEL_JUDGE_SAMPLING_POLICY, decision.policy)
+        self._judge(held, status)
+        return None
+
+    def _read_and_check(self, held: _Held, logs: Sequence[LogRecord]) -> EvaluationStatus | Exchange:
+        """The exchange to judge, or why it cannot be judged now."""
+        assert self._pool is not None
+        view = SpanView(held.span, held.resource_spans.resource, held.scope_spans.scope)
         try:
-            exchange = held.reader.read(SpanView(span, held.resource_spans.resource, held.scope_spans.scope), logs)
+            exchange = held.reader.read(view, logs)
         except ReadError:
             self._telemetry.add("otel_judge.reader.errors", format=held.reader.name)
             return EvaluationStatus.READ_ERROR
@@ -364,8 +442,11 @@ class JudgeProcessor:
             return EvaluationStatus.NO_CONTENT
         if self._stopped or not self._pool.has_room(len(self._evaluators)):
             return EvaluationStatus.SKIPPED_OVERLOAD
-        self._judge(held, exchange)
-        return None
+        return exchange
+
+    def _count_decision(self, decision: Decision) -> None:
+        outcome = "sampled" if decision.sampled else "not_sampled"
+        self._telemetry.add("otel_judge.sampling.decisions", policy=decision.policy or "none", outcome=outcome)
 
     def _hint_no_content(self, reader: str) -> None:
         """Say, at most once a minute per format, how to turn content capture on."""
@@ -398,6 +479,8 @@ class JudgeProcessor:
                 on_done(EvaluationResult(evaluator.name, EvaluationStatus.SKIPPED_OVERLOAD))
 
     def _on_result(self, key: int, result: EvaluationResult) -> None:
+        self._sampler.settle(result.usage.cost_usd, result.usage.input_tokens + result.usage.output_tokens)
+        self._telemetry.set("otel_judge.budget.spent_usd", self._sampler.spent_usd())
         held = self._judging.get(key)
         if held is None:  # max_hold expired or shutdown: the span is already on its way
             self._telemetry.add("otel_judge.late_results")
@@ -411,18 +494,15 @@ class JudgeProcessor:
     async def _release(self, keys: list[int], forced: EvaluationStatus | None) -> None:
         """Enrich and export judged spans. ``forced`` is the status of spans not fully judged."""
         released = [h for k in keys if (h := self._judging.pop(k, None)) is not None]
-        self._telemetry.set("otel_judge.held.spans", self.held_count)
         if not self._judging:
             self._drained.set()
-        if not released:
-            return
         for held in released:
             status = overall_status(held.results)
             if held.pending > 0 and forced is not None and status is EvaluationStatus.EVALUATED:
                 status = forced
             apply_results(held.span, held.results, status)
             self._count(status)
-        await self._next.consume_traces(_build_batch(released))
+        await self._export_released(released)
 
     def _count(self, status: EvaluationStatus) -> None:
         self._telemetry.add("otel_judge.evaluation.status", status=status.value)

@@ -62,6 +62,17 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     Instrument("otel_judge.exporter.retries", "{request}", "counter", "Export attempts retried."),
     Instrument("otel_judge.exporter.queue.size", "{item}", "gauge", "Items waiting in an exporter queue."),
     Instrument("otel_judge.traces.pending", "{trace}", "gauge", "Traces awaiting their sampling decision."),
+    Instrument("otel_judge.held.bytes", "By", "gauge", "Bytes of spans held awaiting a decision or judgment."),
+    Instrument(
+        "otel_judge.sampling.decisions",
+        "{span}",
+        "counter",
+        "Sampling decisions by deciding policy and outcome (sampled, not_sampled, over_budget).",
+    ),
+    Instrument(
+        "otel_judge.spans.late", "{span}", "counter", "Model-call spans arriving after their trace was decided."
+    ),
+    Instrument("otel_judge.budget.spent_usd", "USD", "gauge", "Judge spend in the budget's sliding hour."),
     Instrument(
         "otel_judge.traces.decided_early",
         "{trace}",
