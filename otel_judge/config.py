@@ -371,6 +371,19 @@ LeafPolicyConfig = Annotated[
 ]
 
 
+class PluginSpec(_Model):
+    entry_point: str = Field(
+        min_length=1,
+        description="Name of a policy registered under the entry-point group otel_judge.sampling_policies.",
+    )
+    settings: dict[str, Any] = Field(default_factory=dict, description="Passed to the plugin, which validates them.")
+
+
+class PluginPolicyConfig(_Policy):
+    type: Literal["plugin"]
+    plugin: PluginSpec
+
+
 class AndSpec(_Model):
     and_sub_policy: list[LeafPolicyConfig] = Field(min_length=1, description="All must judge for this to judge.")
 
@@ -437,7 +450,8 @@ PolicyConfig = Annotated[
     | BudgetPolicyConfig
     | AndPolicyConfig
     | DropPolicyConfig
-    | CompositePolicyConfig,
+    | CompositePolicyConfig
+    | PluginPolicyConfig,
     Field(discriminator="type"),
 ]
 

@@ -46,6 +46,7 @@ from otel_judge.config import (
     StatusCodePolicyConfig,
     StringAttributePolicyConfig,
 )
+from otel_judge.errors import ConfigError
 from otel_judge.otlp import any_value_to_py
 
 __all__ = [
@@ -762,15 +763,25 @@ POLICY_TYPES: dict[str, PolicyFactory] = {
 
 
 def build_policy(config: Any, clock: Clock) -> Policy:
-    factory = POLICY_TYPES.get(config.type)
-    if factory is None:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name == config.type:
-                factory = ep.load()
-                break
-    if factory is None:
-        raise ValueError(f"unknown sampling policy type {config.type!r}")
-    return factory(config, clock)
+    """A policy from its config; ``type: plugin`` loads ``plugin.entry_point`` from the entry-point group
+    ``otel_judge.sampling_policies`` and calls it with (config, clock)."""
+    if config.type == "plugin":
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == config.plugin.entry_point]
+        if not found:
+            available = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)) or ["none installed"]
+            raise ConfigError(
+                [
+                    f"sampling policy {config.name!r}: no plugin {config.plugin.entry_point!r} "
+                    f"(available: {', '.join(available)})"
+                ]
+            )
+        factory: PolicyFactory = found[0].load()
+    else:
+        factory = POLICY_TYPES[config.type]
+    try:
+        return factory(config, clock)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError([f"sampling policy {config.name!r}: {exc}"]) from None
 
 
 def _union_needs(policies: Iterable[Policy]) -> Needs:

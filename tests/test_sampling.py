@@ -513,3 +513,56 @@ def test_loop_guard_can_be_turned_off() -> None:
     sampler = Sampler.from_config([always], FakeClock(), LoopGuardConfig(enabled=False))
 
     assert sampler.decide(ctx(resource={"service.name": "otel-judge"})).sampled
+
+
+def test_plugin_policy_from_an_entry_point(tmp_path: Any) -> None:
+    """type: plugin loads a third-party policy registered under otel_judge.sampling_policies."""
+    import subprocess
+    import sys
+    import textwrap
+
+    site = tmp_path / "site"
+    (site / "acme_policy").mkdir(parents=True)
+    (site / "acme_policy" / "__init__.py").write_text(
+        textwrap.dedent("""
+        from otel_judge.sampling import Needs, PolicyResult, Verdict
+
+        class VipPolicy:
+            needs = Needs()
+            def __init__(self, config, clock):
+                self.name = config.name
+                self.tier = config.plugin.settings["tier"]
+            def evaluate(self, ctx):
+                hit = ctx.span_attrs.get("app.tier") == self.tier
+                return PolicyResult(Verdict.SAMPLED if hit else Verdict.NOT_SAMPLED, 1.0 if hit else 0.0)
+    """)
+    )
+    dist = site / "acme_policy-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-policy\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[otel_judge.sampling_policies]\nvip = acme_policy:VipPolicy\n")
+    code = textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {str(site)!r})
+        from pydantic import TypeAdapter
+        from otel_judge.component import FakeClock
+        from otel_judge.config import PolicyConfig
+        from otel_judge.errors import ConfigError
+        from otel_judge.sampling import Sampler
+        from tests.test_sampling import ctx
+        cfg = TypeAdapter(PolicyConfig).validate_python(
+            {{"name": "vips", "type": "plugin", "plugin": {{"entry_point": "vip", "settings": {{"tier": "gold"}}}}}})
+        sampler = Sampler.from_config([cfg], FakeClock())
+        print(sampler.decide(ctx(span={{"app.tier": "gold"}})).sampled, sampler.decide(ctx()).sampled)
+        bad = TypeAdapter(PolicyConfig).validate_python(
+            {{"name": "x", "type": "plugin", "plugin": {{"entry_point": "nope"}}}})
+        try:
+            Sampler.from_config([bad], FakeClock())
+        except ConfigError as exc:
+            print(exc.problems[0])
+    """)
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    lines = out.stdout.splitlines()
+    assert lines[0] == "True False"
+    assert lines[1] == "sampling policy 'x': no plugin 'nope' (available: vip)"
