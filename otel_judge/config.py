@@ -71,8 +71,19 @@ class _Model(BaseModel):
 # --------------------------------------------------------------------------- receivers
 
 
+class TlsServerConfig(_Model):
+    """Server TLS, as the Collector's ``configtls`` server settings."""
+
+    cert_file: str = Field(description="PEM server certificate (chain).")
+    key_file: str = Field(description="PEM server private key.")
+    client_ca_file: str | None = Field(
+        None, description="PEM CA bundle; when set, clients must present a certificate it signed (mTLS)."
+    )
+
+
 class GrpcServerConfig(_Model):
     endpoint: str = Field("127.0.0.1:4317", description="host:port the OTLP/gRPC server listens on.")
+    tls: TlsServerConfig | None = Field(None, description="Serve TLS (and mTLS with client_ca_file).")
     max_recv_msg_size_mib: int = Field(
         16, gt=0, le=1024, description="Largest request accepted, in MiB; larger ones get RESOURCE_EXHAUSTED."
     )
@@ -83,9 +94,45 @@ class GrpcServerConfig(_Model):
         return _check_host_port(value)
 
 
+class HttpServerConfig(_Model):
+    endpoint: str = Field("127.0.0.1:4318", description="host:port the OTLP/HTTP server listens on.")
+    max_request_body_size: int = Field(
+        20 * 1024 * 1024, gt=0, description="Largest request body accepted, in bytes (after gzip); larger: 413."
+    )
+    tls: TlsServerConfig | None = Field(None, description="Serve HTTPS (and mTLS with client_ca_file).")
+    traces_url_path: str = Field("/v1/traces", description="Path of trace exports.")
+    logs_url_path: str = Field("/v1/logs", description="Path of log exports.")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        return _check_host_port(value)
+
+
+class AuthConfig(_Model):
+    """Bearer-token / API-key authentication of senders; requests without a valid key are refused
+    (UNAUTHENTICATED / 401) before anything is read."""
+
+    header: str = Field("authorization", description="Header carrying the credential (e.g. x-api-key).")
+    scheme: str | None = Field(
+        "Bearer", description="Expected prefix of the header value (e.g. Bearer); null for a bare API key."
+    )
+    keys_env: list[str] = Field(default_factory=list, description="Environment variables each holding one valid key.")
+    keys_file: str | None = Field(None, description="File with one valid key per line (re-read on change).")
+
+    @model_validator(mode="after")
+    def _some_key(self) -> AuthConfig:
+        if not self.keys_env and not self.keys_file:
+            raise ValueError("set keys_env, keys_file or both")
+        return self
+
+
 class OtlpProtocolsConfig(_Model):
     grpc: GrpcServerConfig | None = Field(
         default_factory=GrpcServerConfig, description="OTLP/gRPC (TraceService and LogsService)."
+    )
+    http: HttpServerConfig | None = Field(
+        None, description="OTLP/HTTP (/v1/traces, /v1/logs; protobuf or JSON, optionally gzip)."
     )
 
 
@@ -93,6 +140,7 @@ class OtlpReceiverConfig(_Model):
     protocols: OtlpProtocolsConfig = Field(
         default_factory=OtlpProtocolsConfig, description="Which OTLP transports to serve."
     )
+    auth: AuthConfig | None = Field(None, description="Require a credential from senders (both transports).")
 
 
 class ReceiversConfig(_Model):
@@ -522,6 +570,10 @@ class SamplingConfig(_Model):
 # --------------------------------------------------------------------------- judge and evaluators
 
 
+PiiKind = Literal["email", "phone", "credit_card", "iban", "national_id", "secret"]
+ALL_PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "credit_card", "iban", "national_id", "secret")
+
+
 class JudgePricing(_Model):
     input_per_million_tokens: float = Field(ge=0, description="USD per million prompt tokens.")
     output_per_million_tokens: float = Field(ge=0, description="USD per million completion tokens.")
@@ -546,6 +598,14 @@ class JudgeConfig(_Model):
     temperature: float = Field(0.0, ge=0, le=2, description="Judge sampling temperature.")
     max_tokens: int = Field(512, gt=0, description="Most tokens the judge may answer with.")
     top_p: float | None = Field(None, gt=0, le=1, description="Judge nucleus sampling.")
+    redact_pii: bool = Field(
+        False,
+        description="Replace personal data and secrets in the content with [REDACTED:<kind>] before it is "
+        "sent to the judge.",
+    )
+    redact_detectors: list[PiiKind] = Field(
+        default_factory=lambda: list(ALL_PII_KINDS), description="Detectors used by redact_pii."
+    )
     pricing: JudgePricing | None = Field(
         None,
         description="Price of the judge's tokens, for budgets and cost telemetry, when litellm does not know "
@@ -582,7 +642,103 @@ class ScoreEvaluatorConfig(_Model):
         return _check_evaluator_name(value)
 
 
-EvaluatorConfig = Annotated[ScoreEvaluatorConfig, Field(discriminator="type")]
+class _Check(_Model):
+    name: str = Field(description="Evaluator name: attribute prefix gen_ai.evaluation.<name>.")
+    gate: bool = Field(
+        False, description="When this check fails, the LLM evaluators are not run for the span (status gated)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_evaluator_name(value)
+
+
+class JsonValidEvaluatorConfig(_Check):
+    """The completion is JSON (optionally valid against a JSON Schema)."""
+
+    type: Literal["json_valid"]
+    json_schema: dict[str, Any] | None = Field(None, description="JSON Schema the completion must satisfy.")
+    strip_code_fence: bool = Field(True, description="Accept JSON inside a ```json fence.")
+
+
+class LengthEvaluatorConfig(_Check):
+    """The completion's length is within bounds."""
+
+    type: Literal["length"]
+    min_chars: int | None = Field(None, ge=0, description="Fewer characters fail.")
+    max_chars: int | None = Field(None, gt=0, description="More characters fail.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> LengthEvaluatorConfig:
+        if self.min_chars is None and self.max_chars is None:
+            raise ValueError("set min_chars, max_chars or both")
+        if self.min_chars is not None and self.max_chars is not None and self.min_chars > self.max_chars:
+            raise ValueError("min_chars is greater than max_chars")
+        return self
+
+
+DEFAULT_REFUSAL_PHRASES = (
+    "i can't help with",
+    "i cannot help with",
+    "i can't assist",
+    "i cannot assist",
+    "i'm sorry, but i can't",
+    "i am sorry, but i cannot",
+    "i'm unable to",
+    "i am unable to",
+    "as an ai language model",
+    "i won't be able to",
+)
+
+
+class RefusalEvaluatorConfig(_Check):
+    """The completion refuses (fails when a phrase is found, case-insensitive)."""
+
+    type: Literal["refusal"]
+    phrases: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REFUSAL_PHRASES), min_length=1, description="Refusal phrases."
+    )
+
+
+class RegexEvaluatorConfig(_Check):
+    """The completion must match (or must not match) regular expressions (searched, not full-matched)."""
+
+    type: Literal["regex"]
+    must_match: list[str] = Field(default_factory=list, description="Every one of these must be found.")
+    must_not_match: list[str] = Field(default_factory=list, description="None of these may be found.")
+
+    @model_validator(mode="after")
+    def _some(self) -> RegexEvaluatorConfig:
+        if not self.must_match and not self.must_not_match:
+            raise ValueError("set must_match, must_not_match or both")
+        for pattern in [*self.must_match, *self.must_not_match]:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return self
+
+
+class PiiEvaluatorConfig(_Check):
+    """Personal data or secrets in the content (fails when any is found; the values are never exported)."""
+
+    type: Literal["pii"]
+    detectors: list[PiiKind] = Field(
+        default_factory=lambda: list(ALL_PII_KINDS), min_length=1, description="Which detectors run."
+    )
+    scope: Literal["output", "input", "both"] = Field("output", description="Which side of the call is checked.")
+
+
+EvaluatorConfig = Annotated[
+    ScoreEvaluatorConfig
+    | JsonValidEvaluatorConfig
+    | LengthEvaluatorConfig
+    | RefusalEvaluatorConfig
+    | RegexEvaluatorConfig
+    | PiiEvaluatorConfig,
+    Field(discriminator="type"),
+]
 
 
 def _default_evaluators() -> list[EvaluatorConfig]:
@@ -607,8 +763,24 @@ class LoggingConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level of otel-judge.")
 
 
+class HealthConfig(_Model):
+    endpoint: str = Field(
+        "127.0.0.1:13133",
+        description="host:port of /healthz (liveness) and /readyz (readiness), as the "
+        "Collector's health_check extension.",
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        return _check_host_port(value)
+
+
 class ServiceConfig(_Model):
     logs: LoggingConfig = Field(default_factory=LoggingConfig, description="otel-judge's own logs.")
+    health: HealthConfig | None = Field(
+        None, description="HTTP health endpoints (the gRPC health service is always on the OTLP/gRPC port)."
+    )
     shutdown_grace: Duration = Field(
         10.0, ge=0, description="On SIGTERM: how long to let judgments finish and flush before exiting."
     )
