@@ -579,17 +579,73 @@ class JudgePricing(_Model):
     output_per_million_tokens: float = Field(ge=0, description="USD per million completion tokens.")
 
 
+class JudgeModelConfig(_Model):
+    model: str = Field(min_length=1, description="litellm model string, e.g. anthropic/claude-3-5-haiku-20241022.")
+    api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible server.")
+    api_key: SecretStr | None = Field(None, description="API key; default: the provider's usual variable.")
+
+
+class CircuitBreakerConfig(_Model):
+    failure_threshold: int = Field(5, gt=0, description="Consecutive failures of a model that open its breaker.")
+    reset_timeout: Duration = Field(30.0, gt=0, description="How long an open breaker waits before one probe call.")
+
+
+class JudgeRateLimitConfig(_Model):
+    requests_per_minute: int | None = Field(None, gt=0, description="Calls per minute per judge model at most.")
+    tokens_per_minute: int | None = Field(None, gt=0, description="Tokens per minute per judge model at most.")
+
+
+class JudgeCacheConfig(_Model):
+    ttl: Duration = Field(3600.0, ge=0, description="How long a judgment is reused for a re-delivered span (0: off).")
+    max_entries: int = Field(100_000, gt=0, description="Judgments remembered at most (least recent forgotten).")
+    by_content: bool = Field(
+        False, description="Also reuse a judgment for identical content (prompt, completion, evaluator) within ttl."
+    )
+
+
+class SameFamilyConfig(_Model):
+    action: Literal["mark", "alternative"] = Field(
+        "mark",
+        description="When the judge and the judged model are of one family (preference leakage): mark the span "
+        "(otel_judge.evaluation.same_family=true), or judge it with `alternative` instead.",
+    )
+    alternative: JudgeModelConfig | None = Field(None, description="The judge for same-family spans.")
+
+    @model_validator(mode="after")
+    def _alternative(self) -> SameFamilyConfig:
+        if self.action == "alternative" and self.alternative is None:
+            raise ValueError("action alternative needs an alternative judge model")
+        return self
+
+
 class JudgeConfig(_Model):
     model: str | None = Field(
         None, description="litellm model string of the judge, e.g. openai/gpt-4o-mini. Unset: judging off."
     )
     api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible server (vLLM, Ollama...).")
     api_key: SecretStr | None = Field(None, description="API key; default: the provider's usual variable.")
+    fallbacks: list[JudgeModelConfig] = Field(
+        default_factory=list, description="Judge models tried in order when the model fails or its breaker is open."
+    )
+    retry_on_failure: RetryConfig = Field(
+        default_factory=lambda: RetryConfig(initial_interval=0.5, max_interval=5.0, max_elapsed_time=20.0),
+        description="Retries of retryable judge errors (timeouts, 429, 5xx, connection); Retry-After wins.",
+    )
+    circuit_breaker: CircuitBreakerConfig = Field(
+        default_factory=CircuitBreakerConfig, description="Per judge model: stop calling a failing model for a while."
+    )
+    rate_limit: JudgeRateLimitConfig = Field(
+        default_factory=JudgeRateLimitConfig, description="Per judge model request and token limits."
+    )
+    cache: JudgeCacheConfig = Field(default_factory=JudgeCacheConfig, description="Reuse of judgments.")
+    same_family: SameFamilyConfig = Field(
+        default_factory=SameFamilyConfig, description="What to do when judge and judged model share a family."
+    )
     max_concurrency: int = Field(64, gt=0, le=4096, description="Judge calls in flight at most.")
     queue_size: int = Field(
         10_000, gt=0, description="Judgments waiting for a worker at most; beyond, skipped_overload."
     )
-    timeout: Duration = Field(30.0, gt=0, description="Deadline of one judge call.")
+    timeout: Duration = Field(30.0, gt=0, description="Deadline of one judge call (a hung call is cancelled).")
     max_hold: Duration = Field(
         60.0,
         gt=0,

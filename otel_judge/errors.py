@@ -43,6 +43,16 @@ class RetryableError(OtelJudgeError):
         self.retry_after = retry_after
 
 
+class UnauthenticatedError(OtelJudgeError):
+    """A sender presented no valid credential; nothing of its request was read or processed.
+
+    The message never contains the credential (or any part of it)."""
+
+
+class RequestTooLargeError(OtelJudgeError):
+    """A request body exceeds the configured maximum (counted after decompression)."""
+
+
 class PermanentError(OtelJudgeError):
     """A failure that retrying will not fix (auth, bad request, unknown model)."""
 
@@ -61,6 +71,8 @@ STATUS_TABLE: Final[dict[type[OtelJudgeError], tuple[grpc.StatusCode, int]]] = {
     OverloadedError: (grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
     RetryableError: (grpc.StatusCode.UNAVAILABLE, 503),
     PermanentError: (grpc.StatusCode.INTERNAL, 500),
+    UnauthenticatedError: (grpc.StatusCode.UNAUTHENTICATED, 401),
+    RequestTooLargeError: (grpc.StatusCode.RESOURCE_EXHAUSTED, 413),
 }
 
 

@@ -8,7 +8,7 @@ from otel_judge.component import Settings
 from otel_judge.config import Config
 from otel_judge.evaluators import Evaluator, build_evaluator
 from otel_judge.exporter import DebugExporter, Exporter, FanOutExporter, FileExporter, OtlpGrpcExporter
-from otel_judge.judge import Judge, LitellmJudge
+from otel_judge.judge import Judge, JudgeRouter
 from otel_judge.pool import JudgePool
 from otel_judge.processor import JudgeProcessor
 from otel_judge.reader import GenAIReader
@@ -38,7 +38,7 @@ class Pipeline:
         self.exporter = build_exporter(config, self.settings)
         self.judge: Judge | None = judge
         if self.judge is None and config.judge.model is not None:
-            self.judge = LitellmJudge(config.judge, self.settings)
+            self.judge = JudgeRouter(config.judge, self.settings)
         self.evaluators: Sequence[Evaluator] = (
             [build_evaluator(e, self.judge) for e in config.evaluators] if self.judge is not None else []
         )

@@ -44,6 +44,13 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     ),
     Instrument("otel_judge.judge.calls", "{call}", "counter", "Calls to the judge model, by outcome (ok, error kind)."),
     Instrument("otel_judge.judge.duration", "s", "histogram", "Duration of judge model calls."),
+    Instrument("otel_judge.judge.retries", "{call}", "counter", "Judge calls retried after a retryable error."),
+    Instrument(
+        "otel_judge.judge.cache.hits",
+        "{judgment}",
+        "counter",
+        "Judgments reused from the cache, by kind (evaluation_id, content).",
+    ),
     Instrument("otel_judge.judge.tokens", "{token}", "counter", "Judge tokens, by type (input, output)."),
     Instrument("otel_judge.judge.cost", "USD", "counter", "Judge spend according to litellm's prices."),
     Instrument("otel_judge.judge.queue.depth", "{job}", "gauge", "Judgments waiting for a worker."),

@@ -103,7 +103,7 @@ async def test_judge_failures_cost_a_score_never_a_span(sink: SpanSink, sdk_clie
         return cases[match.group(1)][0]
 
     async with FakeJudge(script) as judge:
-        config = pipeline_config(sink, judge, judge={"timeout": "500ms"})
+        config = pipeline_config(sink, judge, judge={"timeout": "500ms", "retry_on_failure": {"enabled": False}})
         async with running(config) as pipeline:
             client = sdk_client([f"127.0.0.1:{pipeline.grpc_port}"])
             ids = {}

@@ -83,7 +83,7 @@ class RecordingJudge:
         self.reply = reply
         self.prompts: list[list[dict[str, str]]] = []
 
-    async def complete(self, messages: list[dict[str, str]]) -> JudgeReply:
+    async def complete(self, messages: list[dict[str, str]], schema: object = None) -> JudgeReply:
         self.prompts.append(messages)
         return JudgeReply(self.reply, self.model, JudgeUsage())
 
