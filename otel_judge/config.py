@@ -698,6 +698,108 @@ class ScoreEvaluatorConfig(_Model):
         return _check_evaluator_name(value)
 
 
+class _LlmEvaluator(_Model):
+    """Settings every LLM-judged evaluator shares."""
+
+    name: str = Field(description="Evaluator name: attribute prefix gen_ai.evaluation.<name>.")
+    prompt: str | None = Field(None, description="System prompt of the judge; default: the type's built-in rubric.")
+    history_depth: int = Field(
+        5, ge=0, description="Earlier messages shown to the judge besides the last user message."
+    )
+    ignore_roles: list[Role] = Field(default_factory=list, description="Message roles left out of what the judge sees.")
+    max_content_chars: int = Field(
+        20_000, ge=200, description="Longest content sent to the judge; longer content is truncated with a marker."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_evaluator_name(value)
+
+
+class RubricCriterion(_Model):
+    name: str = Field(description="Criterion name (attribute infix gen_ai.evaluation.<evaluator>.<criterion>).")
+    description: str = Field(min_length=1, description="What the judge checks for this criterion.")
+    min: int = Field(1, description="Lowest score of the criterion's scale.")
+    max: int = Field(5, description="Highest score of the criterion's scale.")
+    weight: float = Field(1.0, gt=0, description="Weight of the criterion in the aggregate.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_evaluator_name(value)
+
+    @model_validator(mode="after")
+    def _scale(self) -> RubricCriterion:
+        if self.min >= self.max:
+            raise ValueError("min must be below max")
+        return self
+
+
+class RubricEvaluatorConfig(_LlmEvaluator):
+    """Several named criteria scored in one judge call; the aggregate is the weighted mean of the
+    criteria normalised to 0..1."""
+
+    type: Literal["rubric"]
+    criteria: list[RubricCriterion] = Field(min_length=1, description="The criteria.")
+    threshold: float = Field(0.6, ge=0, le=1, description="Label pass when the 0..1 aggregate is at or above this.")
+
+    @field_validator("criteria")
+    @classmethod
+    def _unique(cls, value: list[RubricCriterion]) -> list[RubricCriterion]:
+        _check_unique([c.name for c in value], "criterion")
+        return value
+
+
+class ClassifyEvaluatorConfig(_LlmEvaluator):
+    """The judge picks one label from a fixed set; each label maps to a score."""
+
+    type: Literal["classify"]
+    question: str = Field(
+        "Is the assistant's final response correct and does it answer the user's request?",
+        min_length=1,
+        description="What the judge classifies.",
+    )
+    labels: dict[str, float] = Field(
+        default_factory=lambda: {"correct": 1.0, "partially_correct": 0.5, "incorrect": 0.0},
+        min_length=2,
+        description="Label -> score.",
+    )
+    pass_labels: list[str] = Field(default_factory=lambda: ["correct"], description="Labels that count as pass.")
+
+    @model_validator(mode="after")
+    def _passes(self) -> ClassifyEvaluatorConfig:
+        unknown = [label for label in self.pass_labels if label not in self.labels]
+        if unknown:
+            raise ValueError(f"pass_labels not among labels: {', '.join(unknown)}")
+        return self
+
+
+class CotEvaluatorConfig(_LlmEvaluator):
+    """Chain of thought: the judge reasons first, then scores 1-100; the reasoning is the explanation."""
+
+    type: Literal["cot"]
+    threshold: float = Field(50, ge=1, le=100, description="Label pass at or above this score.")
+    max_reasoning_chars: int = Field(2000, ge=100, description="Reasoning kept as the explanation, at most.")
+
+
+class PanelEvaluatorConfig(_LlmEvaluator):
+    """The same 1-100 question to several judge models, aggregated; the disagreement is exported."""
+
+    type: Literal["panel"]
+    judges: list[JudgeModelConfig] = Field(min_length=2, max_length=5, description="The panel's judge models.")
+    aggregate: Literal["mean", "median", "majority"] = Field(
+        "median", description="How the judges' scores are combined (majority: of pass/fail labels)."
+    )
+    mode: Literal["independent", "debate"] = Field(
+        "independent",
+        description="debate: one more round in which each judge sees the others' reasoning (in random order) "
+        "and may revise; scores before and after are reported.",
+    )
+    threshold: float = Field(50, ge=1, le=100, description="Label pass at or above this score.")
+    min_judges: int = Field(2, ge=1, description="Judges that must answer for a result.")
+
+
 class _Check(_Model):
     name: str = Field(description="Evaluator name: attribute prefix gen_ai.evaluation.<name>.")
     gate: bool = Field(
@@ -788,6 +890,10 @@ class PiiEvaluatorConfig(_Check):
 
 EvaluatorConfig = Annotated[
     ScoreEvaluatorConfig
+    | RubricEvaluatorConfig
+    | ClassifyEvaluatorConfig
+    | CotEvaluatorConfig
+    | PanelEvaluatorConfig
     | JsonValidEvaluatorConfig
     | LengthEvaluatorConfig
     | RefusalEvaluatorConfig

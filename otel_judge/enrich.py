@@ -36,6 +36,8 @@ def apply_results(span: Span, results: list[EvaluationResult], status: Evaluatio
                 set_attribute(
                     span.attributes, semconv.explanation_key(score.key), score.explanation[:MAX_EXPLANATION_CHARS]
                 )
+            for name, value in score.extra:
+                set_attribute(span.attributes, semconv.evaluation_key(score.key, name), value)
     errors = [f"{r.evaluator}: {r.error}" for r in results if r.error]
     if errors:
         set_attribute(span.attributes, semconv.OTEL_JUDGE_EVALUATION_ERROR, "; ".join(errors)[:1000])

@@ -107,6 +107,14 @@ class Score:
     value: float
     label: str | None = None
     explanation: str | None = None
+    passed: bool | None = None  # None: label == "pass"
+    extra: tuple[tuple[str, Any], ...] = ()  # written as gen_ai.evaluation.<key>.<name>
+
+    @property
+    def is_pass(self) -> bool | None:
+        if self.passed is not None:
+            return self.passed
+        return None if self.label is None else self.label == "pass"
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,11 @@ def score_label_key(evaluator: str) -> str:
     return f"{EVALUATION_PREFIX}{evaluator}.score.label"
 
 
+def evaluation_key(evaluator: str, name: str) -> str:
+    """`gen_ai.evaluation.<evaluator>.<name>` (e.g. disagreement of a panel)."""
+    return f"{EVALUATION_PREFIX}{evaluator}.{name}"
+
+
 def explanation_key(evaluator: str) -> str:
     """`gen_ai.evaluation.<evaluator>.explanation` (string)."""
     return f"{EVALUATION_PREFIX}{evaluator}.explanation"
