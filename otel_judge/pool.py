@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from otel_judge.component import Settings
+from otel_judge.component import Clock, Settings
 from otel_judge.errors import JudgeTimeoutError, ParseError, PermanentError, RetryableError
 from otel_judge.evaluators import Evaluator
 from otel_judge.judge import USAGE, UsageMeter
@@ -31,10 +32,50 @@ class _Job:
     evaluation_id: str
     evaluator: Evaluator
     exchange: Exchange
+    content_key: str | None = None
+
+
+class _ResultCache:
+    """Successful judgments by key for ``ttl`` seconds, at most ``size`` (least recently used go)."""
+
+    def __init__(self, ttl: float, size: int, clock: Clock) -> None:
+        self.ttl = ttl
+        self.size = size
+        self.clock = clock
+        self._items: OrderedDict[str, tuple[float, EvaluationResult]] = OrderedDict()
+
+    def get(self, key: str | None) -> EvaluationResult | None:
+        if key is None or self.ttl <= 0:
+            return None
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item[0] <= self.clock.monotonic():
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return item[1]
+
+    def put(self, key: str | None, result: EvaluationResult) -> None:
+        if key is None or self.ttl <= 0:
+            return
+        self._items[key] = (self.clock.monotonic() + self.ttl, result)
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
 
 
 class JudgePool:
-    def __init__(self, *, max_concurrency: int, queue_size: int, timeout: float, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        max_concurrency: int,
+        queue_size: int,
+        timeout: float,
+        settings: Settings,
+        cache_ttl: float = 0.0,
+        cache_size: int = 100_000,
+    ) -> None:
         self._max_concurrency = max_concurrency
         self._timeout = timeout
         self._settings = settings
@@ -42,6 +83,7 @@ class JudgePool:
         self._waiters: dict[str, list[ResultCallback]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
+        self._cache = _ResultCache(cache_ttl, cache_size, settings.clock)
 
     @property
     def depth(self) -> int:
@@ -55,8 +97,26 @@ class JudgePool:
     def in_flight(self) -> int:
         return len(self._waiters)
 
-    def submit(self, evaluation_id: str, evaluator: Evaluator, exchange: Exchange, on_done: ResultCallback) -> bool:
-        """Queue a judgment; False (and nothing queued) when the pool is full or closed."""
+    def submit(
+        self,
+        evaluation_id: str,
+        evaluator: Evaluator,
+        exchange: Exchange,
+        on_done: ResultCallback,
+        content_key: str | None = None,
+    ) -> bool:
+        """Queue a judgment; False (and nothing queued) when the pool is full or closed.
+
+        A judgment already made under this evaluation id (a re-delivered span) or, when
+        ``content_key`` is given, for identical content, within the cache's TTL, is answered at once
+        from the cache: no judge call, no judge usage.
+        """
+        for key, kind in ((evaluation_id, "evaluation_id"), (content_key, "content")):
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._settings.telemetry.add("otel_judge.judge.cache.hits", kind=kind)
+                on_done(dataclasses.replace(cached, evaluation_id=evaluation_id, usage=JudgeUsage()))
+                return True
         waiters = self._waiters.get(evaluation_id)
         if waiters is not None:
             waiters.append(on_done)
@@ -64,7 +124,7 @@ class JudgePool:
         if self._closed or self._queue.full():
             return False
         self._waiters[evaluation_id] = [on_done]
-        self._queue.put_nowait(_Job(evaluation_id, evaluator, exchange))
+        self._queue.put_nowait(_Job(evaluation_id, evaluator, exchange, content_key))
         self._settings.telemetry.set("otel_judge.judge.queue.depth", self._queue.qsize())
         return True
 
@@ -90,6 +150,9 @@ class JudgePool:
             await self._judge_ready(job.evaluator)
             self._settings.telemetry.set("otel_judge.judge.queue.depth", self._queue.qsize())
             result = await self._run(job)
+            if result.status is EvaluationStatus.EVALUATED:
+                self._cache.put(job.evaluation_id, result)
+                self._cache.put(job.content_key, result)
             for index, callback in enumerate(self._waiters.pop(job.evaluation_id, [])):
                 # Duplicates share the result; the judge usage belongs to the first (one call was made).
                 shared = result if index == 0 else dataclasses.replace(result, usage=JudgeUsage())

@@ -26,6 +26,7 @@ import contextlib
 import functools
 import hashlib
 import heapq
+import json
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from otel_judge import semconv
+from otel_judge.bias import same_family
 from otel_judge.component import Settings
 from otel_judge.config import SamplingConfig
 from otel_judge.enrich import apply_results, overall_status, set_status
@@ -108,12 +110,19 @@ class JudgeProcessor:
         max_hold: float,
         sampling: SamplingConfig,
         settings: Settings,
+        alternative_evaluators: Sequence[Evaluator] = (),
+        judge_model: str | None = None,
+        content_cache: bool = False,
     ) -> None:
         self._next = next_consumer
         self._sampler = sampler
         self._reader = reader
         self._pool = pool if evaluators else None
         self._evaluators = tuple(evaluators)
+        # Preference leakage: spans whose model shares the judge's family are judged by these, or marked.
+        self._alternative = tuple(alternative_evaluators)
+        self._judge_model = judge_model
+        self._content_cache = content_cache
         self._max_hold = max_hold
         self._sampling = sampling
         self._needs_all_spans = sampler.needs.any
@@ -468,14 +477,24 @@ class JudgeProcessor:
         assert self._pool is not None
         key = self._next_id
         self._next_id += 1
+        evaluators = self._evaluators
+        if same_family(self._judge_model, exchange.model, exchange.provider):
+            self._telemetry.add(
+                "otel_judge.evaluation.same_family", action="alternative" if self._alternative else "mark"
+            )
+            if self._alternative:
+                evaluators = self._alternative
+            else:
+                set_attribute(held.span.attributes, semconv.OTEL_JUDGE_EVALUATION_SAME_FAMILY, True)
         held.deadline = self._clock.monotonic() + self._max_hold
-        held.pending = len(self._evaluators)
+        held.pending = len(evaluators)
         self._judging[key] = held
         self._drained.clear()
         on_done = functools.partial(self._on_result, key)
-        for evaluator in self._evaluators:
+        for evaluator in evaluators:
             eid = evaluation_id(held.span.trace_id, held.span.span_id, evaluator)
-            if not self._pool.submit(eid, evaluator, exchange, on_done):  # room was checked; never lose the span
+            content_key = _content_key(evaluator, exchange) if self._content_cache else None
+            if not self._pool.submit(eid, evaluator, exchange, on_done, content_key):  # room was checked
                 on_done(EvaluationResult(evaluator.name, EvaluationStatus.SKIPPED_OVERLOAD))
 
     def _on_result(self, key: int, result: EvaluationResult) -> None:
@@ -506,6 +525,14 @@ class JudgeProcessor:
 
     def _count(self, status: EvaluationStatus) -> None:
         self._telemetry.add("otel_judge.evaluation.status", status=status.value)
+
+
+def _content_key(evaluator: Evaluator, exchange: Exchange) -> str:
+    """Identical content (what the judge is shown) under an identical evaluator: one judgment."""
+    data = exchange.to_json()
+    content = {k: data[k] for k in ("system", "messages", "completion", "tool_calls")}
+    digest = hashlib.sha256(evaluator.config_hash.encode() + json.dumps(content, sort_keys=True).encode())
+    return "content:" + digest.hexdigest()[:32]
 
 
 def _prune_empty(request: ExportTraceServiceRequest) -> None:

@@ -51,6 +51,7 @@ OTEL_JUDGE_EVALUATION_ID: Final = "otel_judge.evaluation.id"
 OTEL_JUDGE_EVALUATION_ERROR: Final = "otel_judge.evaluation.error"
 OTEL_JUDGE_JUDGE_MODEL: Final = "otel_judge.judge.model"
 OTEL_JUDGE_SAMPLING_PROBABILITY: Final = "otel_judge.sampling.probability"
+OTEL_JUDGE_EVALUATION_SAME_FAMILY: Final = "otel_judge.evaluation.same_family"
 OTEL_JUDGE_SAMPLING_POLICY: Final = "otel_judge.sampling.policy"
 
 # Instrumentation scope of anything otel-judge itself emits.
