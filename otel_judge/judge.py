@@ -31,8 +31,11 @@ class UsageMeter:
         self.input_tokens = 0
         self.output_tokens = 0
         self.cost_usd: float | None = None
+        self.models: list[str] = []  # the models that answered, in order (fallbacks show here)
 
-    def add(self, usage: JudgeUsage) -> None:
+    def add(self, usage: JudgeUsage, model: str | None = None) -> None:
+        if model is not None and model not in self.models:
+            self.models.append(model)
         self.input_tokens += usage.input_tokens
         self.output_tokens += usage.output_tokens
         if usage.cost_usd is not None:
@@ -221,7 +224,7 @@ class LitellmJudge:
         usage = JudgeUsage(input_tokens, output_tokens, cost)
         meter = USAGE.get()
         if meter is not None:
-            meter.add(usage)
+            meter.add(usage, self.model)
         return JudgeReply(text=text, model=self.model, usage=usage)
 
     def _cost(self, litellm: Any, response: Any, input_tokens: int, output_tokens: int) -> float | None:

@@ -176,9 +176,12 @@ class JudgePool:
         meter = UsageMeter()
         token = USAGE.set(meter)
         try:
-            return await self._evaluate(job, evaluator, model, meter)
+            result = await self._evaluate(job, evaluator, model, meter)
         finally:
             USAGE.reset(token)
+        if meter.models:  # provenance: the model(s) that really answered, fallbacks included
+            result = dataclasses.replace(result, judge_model=",".join(meter.models))
+        return result
 
     async def _evaluate(
         self, job: _Job, evaluator: Evaluator, model: str | None, meter: UsageMeter
