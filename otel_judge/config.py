@@ -345,62 +345,62 @@ class _Policy(_Model):
 
 
 class AlwaysSamplePolicyConfig(_Policy):
-    type: Literal["always_sample"]
+    type: Literal["always_sample"] = Field(description="Selects this kind: always_sample.")
 
 
 class ProbabilisticPolicyConfig(_Policy):
-    type: Literal["probabilistic"]
-    probabilistic: ProbabilisticSpec
+    type: Literal["probabilistic"] = Field(description="Selects this kind: probabilistic.")
+    probabilistic: ProbabilisticSpec = Field(description="Settings of the probabilistic policy.")
 
 
 class StringAttributePolicyConfig(_Policy):
-    type: Literal["string_attribute"]
-    string_attribute: StringAttributeSpec
+    type: Literal["string_attribute"] = Field(description="Selects this kind: string_attribute.")
+    string_attribute: StringAttributeSpec = Field(description="Settings of the string_attribute policy.")
 
 
 class NumericAttributePolicyConfig(_Policy):
-    type: Literal["numeric_attribute"]
-    numeric_attribute: NumericAttributeSpec
+    type: Literal["numeric_attribute"] = Field(description="Selects this kind: numeric_attribute.")
+    numeric_attribute: NumericAttributeSpec = Field(description="Settings of the numeric_attribute policy.")
 
 
 class BooleanAttributePolicyConfig(_Policy):
-    type: Literal["boolean_attribute"]
-    boolean_attribute: BooleanAttributeSpec
+    type: Literal["boolean_attribute"] = Field(description="Selects this kind: boolean_attribute.")
+    boolean_attribute: BooleanAttributeSpec = Field(description="Settings of the boolean_attribute policy.")
 
 
 class StatusCodePolicyConfig(_Policy):
-    type: Literal["status_code"]
-    status_code: StatusCodeSpec
+    type: Literal["status_code"] = Field(description="Selects this kind: status_code.")
+    status_code: StatusCodeSpec = Field(description="Settings of the status_code policy.")
 
 
 class LatencyPolicyConfig(_Policy):
-    type: Literal["latency"]
-    latency: LatencySpec
+    type: Literal["latency"] = Field(description="Selects this kind: latency.")
+    latency: LatencySpec = Field(description="Settings of the latency policy.")
 
 
 class RateLimitingPolicyConfig(_Policy):
-    type: Literal["rate_limiting"]
-    rate_limiting: RateLimitingSpec
+    type: Literal["rate_limiting"] = Field(description="Selects this kind: rate_limiting.")
+    rate_limiting: RateLimitingSpec = Field(description="Settings of the rate_limiting policy.")
 
 
 class SliceRatePolicyConfig(_Policy):
-    type: Literal["slice_rate"]
-    slice_rate: SliceRateSpec
+    type: Literal["slice_rate"] = Field(description="Selects this kind: slice_rate.")
+    slice_rate: SliceRateSpec = Field(description="Settings of the slice_rate policy.")
 
 
 class NewVersionPolicyConfig(_Policy):
-    type: Literal["new_version"]
-    new_version: NewVersionSpec
+    type: Literal["new_version"] = Field(description="Selects this kind: new_version.")
+    new_version: NewVersionSpec = Field(description="Settings of the new_version policy.")
 
 
 class MinPerSlicePolicyConfig(_Policy):
-    type: Literal["min_per_slice"]
-    min_per_slice: MinPerSliceSpec
+    type: Literal["min_per_slice"] = Field(description="Selects this kind: min_per_slice.")
+    min_per_slice: MinPerSliceSpec = Field(description="Settings of the min_per_slice policy.")
 
 
 class BudgetPolicyConfig(_Policy):
-    type: Literal["budget"]
-    budget: BudgetSpec
+    type: Literal["budget"] = Field(description="Selects this kind: budget.")
+    budget: BudgetSpec = Field(description="Settings of the budget policy.")
 
 
 LeafPolicyConfig = Annotated[
@@ -428,8 +428,8 @@ class PluginSpec(_Model):
 
 
 class PluginPolicyConfig(_Policy):
-    type: Literal["plugin"]
-    plugin: PluginSpec
+    type: Literal["plugin"] = Field(description="Selects this kind: plugin.")
+    plugin: PluginSpec = Field(description="Settings of the plugin policy.")
 
 
 class AndSpec(_Model):
@@ -469,18 +469,18 @@ class CompositeSpec(_Model):
 
 
 class AndPolicyConfig(_Policy):
-    type: Literal["and"]
-    and_: AndSpec = Field(alias="and")
+    type: Literal["and"] = Field(description="Selects this kind: and.")
+    and_: AndSpec = Field(alias="and", description="Settings of the and policy.")
 
 
 class DropPolicyConfig(_Policy):
-    type: Literal["drop"]
-    drop: DropSpec
+    type: Literal["drop"] = Field(description="Selects this kind: drop.")
+    drop: DropSpec = Field(description="Settings of the drop policy.")
 
 
 class CompositePolicyConfig(_Policy):
-    type: Literal["composite"]
-    composite: CompositeSpec
+    type: Literal["composite"] = Field(description="Selects this kind: composite.")
+    composite: CompositeSpec = Field(description="Settings of the composite policy.")
 
 
 PolicyConfig = Annotated[
@@ -681,7 +681,7 @@ Role = Literal["system", "assistant", "tool"]
 
 class ScoreEvaluatorConfig(_Model):
     name: str = Field(description="Evaluator name: attribute prefix gen_ai.evaluation.<name>.")
-    type: Literal["score"]
+    type: Literal["score"] = Field(description="Selects this kind: score.")
     threshold: float = Field(50, ge=1, le=100, description="Label pass at or above this score, fail below.")
     prompt: str | None = Field(None, description="System prompt of the judge; default: a 1-100 quality rubric.")
     history_depth: int = Field(
@@ -740,7 +740,7 @@ class RubricEvaluatorConfig(_LlmEvaluator):
     """Several named criteria scored in one judge call; the aggregate is the weighted mean of the
     criteria normalised to 0..1."""
 
-    type: Literal["rubric"]
+    type: Literal["rubric"] = Field(description="Selects this kind: rubric.")
     criteria: list[RubricCriterion] = Field(min_length=1, description="The criteria.")
     threshold: float = Field(0.6, ge=0, le=1, description="Label pass when the 0..1 aggregate is at or above this.")
 
@@ -754,7 +754,7 @@ class RubricEvaluatorConfig(_LlmEvaluator):
 class ClassifyEvaluatorConfig(_LlmEvaluator):
     """The judge picks one label from a fixed set; each label maps to a score."""
 
-    type: Literal["classify"]
+    type: Literal["classify"] = Field(description="Selects this kind: classify.")
     question: str = Field(
         "Is the assistant's final response correct and does it answer the user's request?",
         min_length=1,
@@ -778,7 +778,7 @@ class ClassifyEvaluatorConfig(_LlmEvaluator):
 class CotEvaluatorConfig(_LlmEvaluator):
     """Chain of thought: the judge reasons first, then scores 1-100; the reasoning is the explanation."""
 
-    type: Literal["cot"]
+    type: Literal["cot"] = Field(description="Selects this kind: cot.")
     threshold: float = Field(50, ge=1, le=100, description="Label pass at or above this score.")
     max_reasoning_chars: int = Field(2000, ge=100, description="Reasoning kept as the explanation, at most.")
 
@@ -786,7 +786,7 @@ class CotEvaluatorConfig(_LlmEvaluator):
 class PanelEvaluatorConfig(_LlmEvaluator):
     """The same 1-100 question to several judge models, aggregated; the disagreement is exported."""
 
-    type: Literal["panel"]
+    type: Literal["panel"] = Field(description="Selects this kind: panel.")
     judges: list[JudgeModelConfig] = Field(min_length=2, max_length=5, description="The panel's judge models.")
     aggregate: Literal["mean", "median", "majority"] = Field(
         "median", description="How the judges' scores are combined (majority: of pass/fail labels)."
@@ -815,7 +815,7 @@ class _Check(_Model):
 class JsonValidEvaluatorConfig(_Check):
     """The completion is JSON (optionally valid against a JSON Schema)."""
 
-    type: Literal["json_valid"]
+    type: Literal["json_valid"] = Field(description="Selects this kind: json_valid.")
     json_schema: dict[str, Any] | None = Field(None, description="JSON Schema the completion must satisfy.")
     strip_code_fence: bool = Field(True, description="Accept JSON inside a ```json fence.")
 
@@ -823,7 +823,7 @@ class JsonValidEvaluatorConfig(_Check):
 class LengthEvaluatorConfig(_Check):
     """The completion's length is within bounds."""
 
-    type: Literal["length"]
+    type: Literal["length"] = Field(description="Selects this kind: length.")
     min_chars: int | None = Field(None, ge=0, description="Fewer characters fail.")
     max_chars: int | None = Field(None, gt=0, description="More characters fail.")
 
@@ -853,7 +853,7 @@ DEFAULT_REFUSAL_PHRASES = (
 class RefusalEvaluatorConfig(_Check):
     """The completion refuses (fails when a phrase is found, case-insensitive)."""
 
-    type: Literal["refusal"]
+    type: Literal["refusal"] = Field(description="Selects this kind: refusal.")
     phrases: list[str] = Field(
         default_factory=lambda: list(DEFAULT_REFUSAL_PHRASES), min_length=1, description="Refusal phrases."
     )
@@ -862,7 +862,7 @@ class RefusalEvaluatorConfig(_Check):
 class RegexEvaluatorConfig(_Check):
     """The completion must match (or must not match) regular expressions (searched, not full-matched)."""
 
-    type: Literal["regex"]
+    type: Literal["regex"] = Field(description="Selects this kind: regex.")
     must_match: list[str] = Field(default_factory=list, description="Every one of these must be found.")
     must_not_match: list[str] = Field(default_factory=list, description="None of these may be found.")
 
@@ -881,7 +881,7 @@ class RegexEvaluatorConfig(_Check):
 class PiiEvaluatorConfig(_Check):
     """Personal data or secrets in the content (fails when any is found; the values are never exported)."""
 
-    type: Literal["pii"]
+    type: Literal["pii"] = Field(description="Selects this kind: pii.")
     detectors: list[PiiKind] = Field(
         default_factory=lambda: list(ALL_PII_KINDS), min_length=1, description="Which detectors run."
     )
@@ -967,6 +967,19 @@ class Config(_Model):
         _check_unique([e.name for e in value], "evaluator")
         return value
 
+    @model_validator(mode="after")
+    def _not_to_itself(self) -> Config:
+        """Exporting to our own receiver would loop every span forever."""
+        otlp, grpc_server = self.exporters.otlp, self.receivers.otlp.protocols.grpc
+        if otlp is not None and otlp.endpoint and grpc_server is not None:
+            target = otlp.endpoint.split("://", 1)[-1].rstrip("/")
+            if _same_listener(target, grpc_server.endpoint):
+                raise ValueError(
+                    f"exporters.otlp.endpoint {otlp.endpoint!r} is otel-judge's own receiver "
+                    f"({grpc_server.endpoint}): it would export to itself"
+                )
+        return self
+
     @property
     def judging_enabled(self) -> bool:
         return self.judge.model is not None and bool(self.evaluators)
@@ -980,6 +993,17 @@ def _check_host_port(value: str) -> str:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"{value!r} is not host:port")
     return value
+
+
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "0.0.0.0", "::", "[::]", "::1", "[::1]", ""})
+
+
+def _same_listener(target: str, listen: str) -> bool:
+    t_host, _, t_port = target.rpartition(":")
+    l_host, _, l_port = listen.rpartition(":")
+    if not t_port.isdigit() or t_port != l_port or l_port == "0":
+        return False
+    return t_host == l_host or (t_host in _LOCAL_HOSTS and l_host in _LOCAL_HOSTS)
 
 
 def _check_evaluator_name(value: str) -> str:

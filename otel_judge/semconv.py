@@ -47,7 +47,6 @@ SERVICE_NAME: Final = "service.name"
 # Per evaluator <name>: gen_ai.evaluation.<name>.score.value etc. (built by the helpers below).
 EVALUATION_PREFIX: Final = "gen_ai.evaluation."
 OTEL_JUDGE_EVALUATION_STATUS: Final = "otel_judge.evaluation.status"
-OTEL_JUDGE_EVALUATION_ID: Final = "otel_judge.evaluation.id"
 OTEL_JUDGE_EVALUATION_ERROR: Final = "otel_judge.evaluation.error"
 OTEL_JUDGE_JUDGE_MODEL: Final = "otel_judge.judge.model"
 OTEL_JUDGE_SAMPLING_PROBABILITY: Final = "otel_judge.sampling.probability"
