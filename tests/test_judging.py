@@ -349,8 +349,8 @@ def test_no_content_can_escape_its_fence() -> None:
     for _ in range(2000):
         guess = "".join(rng.choice("0123456789abcdef") for _ in range(16))
         pieces = [rng.choice(_ATTACKS).format(n=guess) for _ in range(rng.randint(0, 6))]
-        conversation = "".join(pieces + [rng.choice(["hi", "", "q?"])])
-        response = "".join(rng.sample(pieces, len(pieces)) + [rng.choice(["ok", ""])])
+        conversation = "".join([*pieces, rng.choice(["hi", "", "q?"])])
+        response = "".join([*rng.sample(pieces, len(pieces)), rng.choice(["ok", ""])])
         messages = build_prompt("judge", conversation, response, 1, 100)
         user = messages[1]["content"]
         nonce = re.match(r"<<<conversation (\w+)>>>", user)
