@@ -121,7 +121,7 @@ async def _run(config: Config, logger: logging.Logger) -> None:
     from otel_judge.component import Settings
     from otel_judge.pipeline import Pipeline
 
-    pipeline = Pipeline(config, Settings(logger=logger))
+    pipeline = Pipeline(config, Settings(logger=logger, include_content=config.service.logs.include_content))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -99,3 +99,6 @@ class Settings:
     clock: Clock = field(default_factory=SystemClock)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("otel_judge"))
     telemetry: Telemetry = field(default_factory=_default_telemetry)
+    #: Allow prompt/completion text (and judge error bodies, which may quote it) in our own logs.
+    #: Off by default; ``service.logs.include_content`` turns it on for debugging.
+    include_content: bool = False

@@ -923,6 +923,11 @@ class ReaderConfig(_Model):
 
 class LoggingConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level of otel-judge.")
+    include_content: bool = Field(
+        False,
+        description="Allow prompt and completion text (and judge error bodies, which may quote them) in "
+        "otel-judge's own logs. For debugging only.",
+    )
 
 
 class HealthConfig(_Model):

@@ -345,7 +345,9 @@ class ErrorReporter:
             self._seen[key] = (count + 1, last)
             return
         self._seen[key] = (0, now)
-        self._settings.logger.warning("judge %s failing (%d more since last report): %s", model, count, error)
+        # Provider error bodies can quote the prompt: only the error's kind unless content logging is on.
+        detail = str(error) if self._settings.include_content else str(error).split(":", 1)[0]
+        self._settings.logger.warning("judge %s failing (%d more since last report): %s", model, count, detail)
 
 
 class JudgeRouter:

@@ -444,7 +444,10 @@ class JudgeProcessor:
             return EvaluationStatus.READ_ERROR
         except Exception:  # a reader bug: the span goes on untouched but for its status
             self._telemetry.add("otel_judge.reader.errors", format=held.reader.name)
-            self._settings.logger.exception("reader %s failed", held.reader.name)
+            # The traceback may carry content: only with content logging on.
+            self._settings.logger.warning(
+                "reader %s failed on a span", held.reader.name, exc_info=self._settings.include_content
+            )
             return EvaluationStatus.READ_ERROR
         if not exchange.has_content:
             self._hint_no_content(held.reader.name)
