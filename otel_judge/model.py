@@ -21,6 +21,7 @@ class EvaluationStatus(enum.StrEnum):
     SHUTDOWN = "shutdown"
     READ_ERROR = "read_error"
     NESTED_DUPLICATE = "nested_duplicate"  # a nested span carries the same call and is judged instead
+    GATED = "gated"  # a gating check failed, so the LLM evaluators were not run
 
 
 @dataclass(frozen=True, slots=True)

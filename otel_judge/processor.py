@@ -30,6 +30,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
@@ -38,12 +39,13 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from otel_judge import semconv
 from otel_judge.bias import same_family
 from otel_judge.component import Settings
-from otel_judge.config import SamplingConfig
+from otel_judge.config import PiiKind, SamplingConfig
 from otel_judge.enrich import apply_results, overall_status, set_status
 from otel_judge.evaluators import Evaluator
 from otel_judge.exporter import Exporter
 from otel_judge.model import EvaluationResult, EvaluationStatus, Exchange
 from otel_judge.otlp import LogsBatch, TraceBatch, set_attribute
+from otel_judge.pii import redact_exchange
 from otel_judge.pool import JudgePool
 from otel_judge.reader import (
     CONTENT_CAPTURE_HINTS,
@@ -113,6 +115,7 @@ class JudgeProcessor:
         alternative_evaluators: Sequence[Evaluator] = (),
         judge_model: str | None = None,
         content_cache: bool = False,
+        redact: Sequence[PiiKind] | None = None,
     ) -> None:
         self._next = next_consumer
         self._sampler = sampler
@@ -123,6 +126,7 @@ class JudgeProcessor:
         self._alternative = tuple(alternative_evaluators)
         self._judge_model = judge_model
         self._content_cache = content_cache
+        self._redact = tuple(redact) if redact is not None else None  # PII kinds removed before judging
         self._max_hold = max_hold
         self._sampling = sampling
         self._needs_all_spans = sampler.needs.any
@@ -494,7 +498,33 @@ class JudgeProcessor:
         self._judging[key] = held
         self._drained.clear()
         on_done = functools.partial(self._on_result, key)
+        # Deterministic checks first, inline (no I/O, microseconds); a failed gate skips the judge.
+        llm: list[Evaluator] = []
+        gate_failed: list[str] = []
         for evaluator in evaluators:
+            check = getattr(evaluator, "check", None)
+            if check is None:
+                llm.append(evaluator)
+                continue
+            result = _run_check(evaluator, check, exchange)
+            if (
+                getattr(evaluator, "gate", False)
+                and result.status is EvaluationStatus.EVALUATED
+                and not all(s.is_pass for s in result.scores)
+            ):
+                gate_failed.append(evaluator.name)
+            on_done(result)
+        if gate_failed:
+            for evaluator in llm:
+                on_done(
+                    EvaluationResult(
+                        evaluator.name, EvaluationStatus.GATED, error=f"gate failed: {', '.join(gate_failed)}"
+                    )
+                )
+            return
+        if llm and self._redact is not None:
+            exchange = redact_exchange(exchange, self._redact)  # the judge never sees personal data
+        for evaluator in llm:
             eid = evaluation_id(held.span.trace_id, held.span.span_id, evaluator)
             content_key = _content_key(evaluator, exchange) if self._content_cache else None
             if not self._pool.submit(eid, evaluator, exchange, on_done, content_key):  # room was checked
@@ -528,6 +558,14 @@ class JudgeProcessor:
 
     def _count(self, status: EvaluationStatus) -> None:
         self._telemetry.add("otel_judge.evaluation.status", status=status.value)
+
+
+def _run_check(evaluator: Evaluator, check: Any, exchange: Exchange) -> EvaluationResult:
+    try:
+        scores = check(exchange)
+    except Exception as exc:  # a check's bug costs its score, never the span
+        return EvaluationResult(evaluator.name, EvaluationStatus.JUDGE_ERROR, error=f"{type(exc).__name__}")
+    return EvaluationResult(evaluator.name, EvaluationStatus.EVALUATED, tuple(scores))
 
 
 def _content_key(evaluator: Evaluator, exchange: Exchange) -> str:

@@ -401,3 +401,55 @@ async def test_judge_calls_are_counted_in_self_telemetry(sink: SpanSink) -> None
     assert t.value("otel_judge.judge.calls", model=judge.model, outcome="ok") == 1
     assert t.value("otel_judge.judge.tokens", type="input") == 100
     assert len(t.samples("otel_judge.judge.duration")) == 1
+
+
+async def test_a_failing_gate_check_skips_the_llm_judge(sink: SpanSink) -> None:
+    """json_valid with gate: true fails on prose, so the score evaluator is not called (status gated)."""
+    async with FakeJudge(lambda r: "70") as judge:
+        attrs = await judge_one(
+            sink, judge, [{"name": "is_json", "type": "json_valid", "gate": True}, {"name": "quality", "type": "score"}]
+        )
+
+    assert attrs[STATUS] == "gated"
+    assert attrs["gen_ai.evaluation.is_json.score.label"] == "fail"
+    assert "gen_ai.evaluation.quality.score.value" not in attrs
+    assert judge.requests == []
+
+
+async def test_checks_run_without_a_judge_model(sink: SpanSink) -> None:
+    config = pipeline_config(sink, None, evaluators=[{"name": "short", "type": "length", "max_chars": 10}])
+    async with running(config) as pipeline:
+        client = RawClient(pipeline.grpc_port)
+        await client.traces(request(genai_span("This answer is far longer than ten characters.")))
+        received = await sink.wait_for_spans(1)
+        await client.close()
+
+    attrs = received[0].attributes
+    assert attrs[STATUS] == "evaluated"
+    assert attrs["gen_ai.evaluation.short.score.label"] == "fail"
+
+
+async def test_no_seeded_pii_reaches_the_judge_when_redaction_is_on(sink: SpanSink) -> None:
+    """The fake judge records what it received: none of the seeded personal data or secrets is there."""
+    seeded = [
+        "jane.doe@example.com",
+        "4111 1111 1111 1111",
+        "DE89 3704 0044 0532 0130 00",
+        "123-45-6789",
+        "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789",
+    ]
+    answer = "Contact " + ", ".join(seeded)
+    async with FakeJudge(lambda r: "70") as judge:
+        config = pipeline_config(sink, judge, judge={"redact_pii": True})
+        async with running(config) as pipeline:
+            client = RawClient(pipeline.grpc_port)
+            await client.traces(request(genai_span(answer)))
+            received = await sink.wait_for_spans(1)
+            await client.close()
+
+    prompt = judge.requests[0].prompt
+    assert received[0].attributes[STATUS] == "evaluated"
+    for value in seeded:
+        assert value not in prompt
+    assert "[REDACTED:email]" in prompt and "[REDACTED:credit_card]" in prompt and "[REDACTED:secret]" in prompt
+    assert answer in json.dumps(received[0].attributes["gen_ai.output.messages"]), "the span itself is unchanged"

@@ -76,6 +76,13 @@ class _Check:
         self.gate = config.gate
         self.judge: Judge | None = None
 
+    def check(self, exchange: Exchange) -> list[Score]:
+        """The check itself: synchronous, no I/O (the pipeline runs checks inline)."""
+        raise NotImplementedError
+
+    async def evaluate(self, exchange: Exchange) -> list[Score]:
+        return self.check(exchange)
+
 
 # --------------------------------------------------------------------------- json_valid
 
@@ -118,7 +125,7 @@ class JsonValidEvaluator(_Check):
             self._best_match = jsonschema.exceptions.best_match
             self._schema_words = frozenset(_strings(config.json_schema))
 
-    async def evaluate(self, exchange: Exchange) -> list[Score]:
+    def check(self, exchange: Exchange) -> list[Score]:
         text = (exchange.completion or "").strip()
         if not text:
             return _result(self.name, False, "no completion text")
@@ -177,7 +184,7 @@ class LengthEvaluator(_Check):
         super().__init__(config)
         self.config = config
 
-    async def evaluate(self, exchange: Exchange) -> list[Score]:
+    def check(self, exchange: Exchange) -> list[Score]:
         n = len(exchange.completion or "")
         low, high = self.config.min_chars, self.config.max_chars
         if low is not None and n < low:
@@ -210,7 +217,7 @@ class RefusalEvaluator(_Check):
         self.config = config
         self._phrases = [(_normalise(p), p) for p in config.phrases if _normalise(p)]
 
-    async def evaluate(self, exchange: Exchange) -> list[Score]:
+    def check(self, exchange: Exchange) -> list[Score]:
         text = _normalise(exchange.completion or "")
         for normalised, phrase in self._phrases:
             if normalised in text:
@@ -235,7 +242,7 @@ class RegexEvaluator(_Check):
         self._must = [re.compile(p) for p in config.must_match]
         self._must_not = [re.compile(p) for p in config.must_not_match]
 
-    async def evaluate(self, exchange: Exchange) -> list[Score]:
+    def check(self, exchange: Exchange) -> list[Score]:
         text = exchange.completion or ""
         problems = [f"must_match pattern {i} not found" for i, p in enumerate(self._must, 1) if not p.search(text)]
         problems += [f"must_not_match pattern {i} found" for i, p in enumerate(self._must_not, 1) if p.search(text)]
@@ -272,7 +279,7 @@ class PiiEvaluator(_Check):
             yield exchange.completion or ""
             yield from (c.arguments or "" for c in exchange.tool_calls)
 
-    async def evaluate(self, exchange: Exchange) -> list[Score]:
+    def check(self, exchange: Exchange) -> list[Score]:
         found = {f.kind for text in self.texts(exchange) if text for f in find_pii(text, self.config.detectors)}
         if found:
             return _result(self.name, False, "found: " + ", ".join(sorted(found)))
