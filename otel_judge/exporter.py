@@ -93,6 +93,12 @@ class QueuedExporter:
         self._idle.set()
         self._stop = asyncio.Event()  # set at the shutdown deadline: interrupts retry waits
 
+    def ready(self) -> tuple[bool, str]:
+        """``(ready, why)`` for readiness probes: ready while the queue has room for a request."""
+        if len(self._queue) < self._queue_size:
+            return True, f"{self.name} exporter queue has room ({len(self._queue)}/{self._queue_size})"
+        return False, f"{self.name} exporter queue is full ({len(self._queue)}/{self._queue_size})"
+
     def ensure_capacity(self) -> None:
         if len(self._queue) >= self._queue_size:
             raise OverloadedError(f"{self.name} exporter queue is full ({self._queue_size} requests)", 1.0)
@@ -122,7 +128,8 @@ class QueuedExporter:
         remaining = deadline - clock.monotonic()
         if remaining > 0 and (self._queue or self._busy):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._idle.wait()
         self._stop.set()
         for task in self._consumers:
             task.cancel()
@@ -154,7 +161,7 @@ class QueuedExporter:
         return _Item(first.signal, parts[0] if len(parts) == 1 else b"".join(parts), count)
 
     async def _consume(self) -> None:
-        while True:
+        while not self._stop.is_set():
             async with self._wakeup:
                 await self._wakeup.wait_for(lambda: bool(self._queue))
                 item = self._take()
@@ -184,8 +191,11 @@ class QueuedExporter:
                     self._give_up(item, f"{exc} (gave up after {elapsed:.1f}s)")
                     return
                 telemetry.add("otel_judge.exporter.retries", exporter=self.name)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that arrives as
+                # _stop is set, and shutdown would then wait forever for this sender.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._stop.wait()
                 interval = min(interval * self._retry.multiplier, self._retry.max_interval)
             except PermanentError as exc:
                 self._give_up(item, str(exc))
@@ -243,6 +253,19 @@ class OtlpGrpcExporter(QueuedExporter):
         cert = Path(tls.cert_file).read_bytes() if tls.cert_file else None
         credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=cert)
         return grpc.aio.secure_channel(target, credentials, options=options, compression=compression)
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready while the backend is reachable (channel not in TRANSIENT_FAILURE or SHUTDOWN) *or*
+        the queue still has room: only when neither holds would a new request be refused."""
+        target = self.target(self._config.endpoint or "")[0]
+        if self._channel is None:
+            return False, f"{self.name} exporter to {target} is not started"
+        has_room, queue = super().ready()
+        state = self._channel.get_state(try_to_connect=False)
+        reachable = state not in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN)
+        if reachable or has_room:
+            return True, f"{self.name} exporter to {target}: {state.name}; {queue}"
+        return False, f"{self.name} exporter: {target} is unreachable ({state.name}) and {queue}"
 
     async def start(self) -> None:
         if self._channel is None:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from otel_judge.auth import Authenticator
 from otel_judge.component import Settings
-from otel_judge.config import Config
+from otel_judge.config import Config, JudgeModelConfig
 from otel_judge.evaluators import Evaluator, build_evaluator
+from otel_judge.evaluators.checks import CHECK_TYPES
 from otel_judge.exporter import DebugExporter, Exporter, FanOutExporter, FileExporter, OtlpGrpcExporter
-from otel_judge.judge import Judge, JudgeRouter
+from otel_judge.health import HealthServer, Readiness, exporter_readiness
+from otel_judge.judge import Judge, JudgeRouter, LitellmJudge
 from otel_judge.pool import JudgePool
 from otel_judge.processor import JudgeProcessor
 from otel_judge.reader import GenAIReader
 from otel_judge.receiver import OtlpGrpcReceiver
+from otel_judge.receiver_http import OtlpHttpReceiver
 from otel_judge.sampling import Sampler
 
 __all__ = ["Pipeline"]
@@ -39,17 +43,30 @@ class Pipeline:
         self.judge: Judge | None = judge
         if self.judge is None and config.judge.model is not None:
             self.judge = JudgeRouter(config.judge, self.settings)
-        self.evaluators: Sequence[Evaluator] = (
-            [build_evaluator(e, self.judge) for e in config.evaluators] if self.judge is not None else []
-        )
+        # Deterministic checks need no judge; LLM evaluators run only when a judge model is configured.
+        self.evaluators: Sequence[Evaluator] = [
+            build_evaluator(e, self.judge, self._panel_judge)
+            for e in config.evaluators
+            if self.judge is not None or e.type in CHECK_TYPES
+        ]
         pool = None
         if self.evaluators:
             pool = JudgePool(
                 max_concurrency=config.judge.max_concurrency,
                 queue_size=config.judge.queue_size,
-                timeout=config.judge.timeout,
+                # One judgment (retries and fallbacks included) may take as long as its span waits for it;
+                # each call has its own deadline (judge.timeout) inside.
+                timeout=max(config.judge.max_hold, config.judge.timeout),
                 settings=self.settings,
+                cache_ttl=config.judge.cache.ttl,
+                cache_size=config.judge.cache.max_entries,
             )
+        alternative: list[Evaluator] = []
+        same = config.judge.same_family
+        if self.evaluators and same.action == "alternative" and same.alternative is not None:
+            alt_judge = self._panel_judge(same.alternative)
+            alternative = [build_evaluator(e, alt_judge, self._panel_judge) for e in config.evaluators]
+            alternative = [a for a in alternative if a.name in {e.name for e in self.evaluators}]
         self.processor = JudgeProcessor(
             self.exporter,
             sampler=Sampler.from_config(config.sampling.policies, self.settings.clock, config.sampling.loop_guard),
@@ -58,26 +75,70 @@ class Pipeline:
             evaluators=self.evaluators,
             max_hold=config.judge.max_hold,
             sampling=config.sampling,
+            alternative_evaluators=alternative,
+            judge_model=getattr(self.judge, "model", None),
+            content_cache=config.judge.cache.by_content,
+            redact=config.judge.redact_detectors if config.judge.redact_pii else None,
             settings=self.settings,
         )
-        grpc_config = config.receivers.otlp.protocols.grpc
+        otlp = config.receivers.otlp
+        self.auth = Authenticator(otlp.auth, self.settings) if otlp.auth is not None else None
+        grpc_config = otlp.protocols.grpc
         self.grpc_receiver = (
-            OtlpGrpcReceiver(grpc_config, self.processor, self.processor, self.settings) if grpc_config else None
+            OtlpGrpcReceiver(
+                grpc_config, self.processor, self.processor, self.settings, self.auth, readiness=self.readiness
+            )
+            if grpc_config
+            else None
         )
+        http_config = otlp.protocols.http
+        self.http_receiver = (
+            OtlpHttpReceiver(http_config, self.processor, self.processor, self.settings, self.auth)
+            if http_config
+            else None
+        )
+        health = config.service.health
+        self.health_server = HealthServer(health, self.readiness, self.settings) if health else None
+        self._running = False
+
+    def _panel_judge(self, target: JudgeModelConfig) -> Judge:
+        """A panel member: its own model behind the same retries, breaker and limits as the main judge."""
+        return JudgeRouter(self.config.judge, self.settings, [LitellmJudge(self.config.judge, self.settings, target)])
 
     @property
     def grpc_port(self) -> int | None:
         return self.grpc_receiver.port if self.grpc_receiver else None
 
+    @property
+    def http_port(self) -> int | None:
+        return self.http_receiver.port if self.http_receiver else None
+
+    @property
+    def health_port(self) -> int | None:
+        return self.health_server.port if self.health_server else None
+
+    def readiness(self) -> Readiness:
+        """Ready when started (and not shutting down) and every exporter can make progress."""
+        if not self._running:
+            return Readiness(False, "otel-judge is starting or shutting down")
+        ok, why = exporter_readiness(self.exporter)
+        return Readiness(ok, why)
+
     async def start(self, *, tick_interval: float | None = 0.25) -> None:
         """Start from the back: exporters first, receivers last. ``tick_interval=None`` leaves
-        ``processor.tick()`` to the caller (tests drive it with a fake clock)."""
+        ``processor.tick()`` to the caller (tests drive it with a fake clock). The health server
+        starts first, so liveness answers (and readiness says "starting") during start-up."""
+        if self.health_server is not None:
+            await self.health_server.start()
         await self.exporter.start()
         if self.judge is not None and hasattr(self.judge, "start"):
             await self.judge.start()
         await self.processor.start(tick_interval)
         if self.grpc_receiver is not None:
             await self.grpc_receiver.start()
+        if self.http_receiver is not None:
+            await self.http_receiver.start()
+        self._running = True
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop intake, let judgments finish, export what is held, flush; all within ``grace``."""
@@ -86,16 +147,27 @@ class Pipeline:
         deadline = now + grace
         # Judgments may use the grace only up to a reserve kept for flushing what is then released.
         judging_deadline = deadline - min(grace / 2, 5.0)
+        self._running = False  # readiness goes NOT_SERVING / 503 before intake stops
         if self.grpc_receiver is not None:
             await self.grpc_receiver.shutdown(min(judging_deadline, now + 1.0))
+        if self.http_receiver is not None:
+            await self.http_receiver.shutdown(min(judging_deadline, now + 1.0))
         await self.processor.shutdown(judging_deadline)
         await self.exporter.shutdown(deadline)
+        if self.health_server is not None:
+            await self.health_server.shutdown(deadline)
 
     def describe(self) -> str:
         """The one-line start-up message: what is on, what is off and how to turn it on."""
         parts = []
-        if self.grpc_receiver is not None:
-            parts.append(f"OTLP/gRPC on {self.config.receivers.otlp.protocols.grpc.endpoint}")  # type: ignore[union-attr]
+        protocols = self.config.receivers.otlp.protocols
+        for name, server in (("gRPC", protocols.grpc), ("HTTP", protocols.http)):
+            if server is not None:
+                tls = "" if server.tls is None else " (mTLS)" if server.tls.client_ca_file else " (TLS)"
+                parts.append(f"OTLP/{name} on {server.endpoint}{tls}")
+        parts.append(f"auth ON ({self.auth.describe()})" if self.auth is not None else "auth OFF")
+        if self.config.service.health is not None:
+            parts.append(f"health on {self.config.service.health.endpoint} (/healthz, /readyz)")
         if self.evaluators:
             names = ", ".join(f"{e.name} ({type(e).__name__})" for e in self.evaluators)
             policies = ", ".join(p.name for p in self.config.sampling.policies)

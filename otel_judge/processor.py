@@ -181,7 +181,8 @@ class JudgeProcessor:
         remaining = deadline - self._clock.monotonic()
         if self._judging and remaining > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._drained.wait()
         if self._pool is not None:
             await self._pool.shutdown(deadline)
         await self._release(list(self._judging), EvaluationStatus.SHUTDOWN)

@@ -28,7 +28,8 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
         "otel_judge.receiver.requests",
         "{request}",
         "counter",
-        "Export requests received, by signal and outcome (accepted, malformed, refused).",
+        "Export requests received, by transport (grpc, http), signal and outcome (accepted, malformed, "
+        "refused, unauthenticated, too_large, unsupported_media_type).",
     ),
     Instrument("otel_judge.receiver.spans", "{span}", "counter", "Spans accepted by the receivers."),
     Instrument("otel_judge.receiver.log_records", "{record}", "counter", "Log records accepted by the receivers."),
@@ -44,6 +45,12 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     ),
     Instrument("otel_judge.judge.calls", "{call}", "counter", "Calls to the judge model, by outcome (ok, error kind)."),
     Instrument("otel_judge.judge.duration", "s", "histogram", "Duration of judge model calls."),
+    Instrument(
+        "otel_judge.evaluation.same_family",
+        "{span}",
+        "counter",
+        "Spans whose model shares the judge's family, by action (mark, alternative).",
+    ),
     Instrument("otel_judge.judge.retries", "{call}", "counter", "Judge calls retried after a retryable error."),
     Instrument(
         "otel_judge.judge.cache.hits",
