@@ -186,6 +186,12 @@ class SendingQueueConfig(_Model):
     max_batch_items: int = Field(
         8192, gt=0, description="Queued requests are merged into one export of at most this many items."
     )
+    max_batch_bytes: int = Field(
+        4 * 1024 * 1024,
+        gt=0,
+        description="...and of at most this many bytes (the Collector's default receive limit is 4 MiB); a merged "
+        "export the backend refuses as too large is split and its parts sent one by one.",
+    )
 
 
 class OtlpExporterConfig(_Model):

@@ -69,6 +69,12 @@ class _Item:
     signal: Signal
     payload: bytes
     count: int
+    parts: tuple[_Item, ...] = ()  # the queued requests a merged item was made of
+    solo: bool = False  # split off a refused merged item: send alone
+
+
+class _TooLarge(PermanentError):
+    """RESOURCE_EXHAUSTED without a RetryInfo: the backend will not take this request as it is."""
 
 
 class QueuedExporter:
@@ -77,12 +83,20 @@ class QueuedExporter:
     name = "queued"
 
     def __init__(
-        self, *, queue_size: int, num_consumers: int, max_batch_items: int, retry: RetryConfig, settings: Settings
+        self,
+        *,
+        queue_size: int,
+        num_consumers: int,
+        max_batch_items: int,
+        retry: RetryConfig,
+        settings: Settings,
+        max_batch_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self._queue: deque[_Item] = deque()
         self._queue_size = queue_size
         self._num_consumers = num_consumers
         self._max_batch = max_batch_items
+        self._max_bytes = max_batch_bytes
         self._retry = retry
         self._settings = settings
         self._rng = random.Random()
@@ -151,14 +165,22 @@ class QueuedExporter:
         return None
 
     def _take(self) -> _Item:
+        """The next request, merged with the following ones of the same signal within the limits."""
         first = self._queue.popleft()
-        parts, count = [first.payload], first.count
-        while self._queue and self._queue[0].signal == first.signal and count + self._queue[0].count <= self._max_batch:
-            item = self._queue.popleft()
-            parts.append(item.payload)
-            count += item.count
+        items, count, size = [first], first.count, len(first.payload)
+        while self._queue and not first.solo:
+            head = self._queue[0]
+            if head.solo or head.signal != first.signal or count + head.count > self._max_batch:
+                break
+            if size + len(head.payload) > self._max_bytes:
+                break
+            items.append(self._queue.popleft())
+            count += head.count
+            size += len(head.payload)
         self._settings.telemetry.set("otel_judge.exporter.queue.size", len(self._queue), exporter=self.name)
-        return _Item(first.signal, parts[0] if len(parts) == 1 else b"".join(parts), count)
+        if len(items) == 1:
+            return first
+        return _Item(first.signal, b"".join(i.payload for i in items), count, tuple(items))
 
     async def _consume(self) -> None:
         while not self._stop.is_set():
@@ -197,6 +219,15 @@ class QueuedExporter:
                     async with asyncio.timeout(wait):
                         await self._stop.wait()
                 interval = min(interval * self._retry.multiplier, self._retry.max_interval)
+            except _TooLarge as exc:
+                if len(item.parts) > 1:  # a merge the backend refused: send its parts one by one
+                    for part in reversed(item.parts):
+                        self._queue.appendleft(_Item(part.signal, part.payload, part.count, solo=True))
+                    async with self._wakeup:
+                        self._wakeup.notify(len(item.parts))
+                    return
+                self._give_up(item, str(exc))
+                return
             except PermanentError as exc:
                 self._give_up(item, str(exc))
                 return
@@ -223,6 +254,7 @@ class OtlpGrpcExporter(QueuedExporter):
             queue_size=q.queue_size,
             num_consumers=q.num_consumers,
             max_batch_items=q.max_batch_items,
+            max_batch_bytes=q.max_batch_bytes,
             retry=config.retry_on_failure,
             settings=settings,
         )
@@ -287,8 +319,12 @@ class OtlpGrpcExporter(QueuedExporter):
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             message = f"{code.name}: {exc.details()}"
+            hint = _retry_info(exc)
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED and hint is None:
+                # OTLP: retryable only when the server says when; gRPC also answers this for too large.
+                raise _TooLarge(message) from None
             if code in RETRYABLE_GRPC_CODES:
-                raise RetryableError(message, _retry_info(exc)) from None
+                raise RetryableError(message, hint) from None
             raise PermanentError(message) from None
         response = (ExportTraceServiceResponse if signal == "traces" else ExportLogsServiceResponse).FromString(reply)
         partial = response.partial_success

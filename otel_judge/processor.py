@@ -62,6 +62,7 @@ from otel_judge.sampling import Decision, Sampler, SamplingContext, TraceSummary
 __all__ = ["JudgeProcessor", "evaluation_id"]
 
 NO_CONTENT_HINT_INTERVAL = 60.0
+RECENT_ROOTS = 10_000  # root spans remembered for traces whose LLM spans have not arrived yet
 
 
 def evaluation_id(trace_id: bytes, span_id: bytes, evaluator: Evaluator) -> str:
@@ -79,6 +80,7 @@ class _Held:
     span: Span
     reader: ContentReader
     size: int = 0  # bytes, for max_held_bytes
+    decision: Decision | None = None  # made on arrival when the policies need nothing else of the trace
     deadline: float = 0.0  # max_hold deadline, set when judging starts
     pending: int = 0
     results: list[EvaluationResult] = field(default_factory=list)
@@ -130,6 +132,7 @@ class JudgeProcessor:
         self._max_hold = max_hold
         self._sampling = sampling
         self._needs_all_spans = sampler.needs.any
+        self._decide_on_arrival = not sampler.needs.any
         self._settings = settings
         self._clock = settings.clock
         self._telemetry = settings.telemetry
@@ -137,6 +140,7 @@ class JudgeProcessor:
         # Decided traces (LRU): late spans of them are decided at once, with what was known of the trace.
         self._decided: OrderedDict[bytes, TraceSummary] = OrderedDict()
         self._held_bytes = 0
+        self._recent_roots: OrderedDict[bytes, None] = OrderedDict()  # roots seen before any LLM span
         self._due: list[tuple[float, int, bytes]] = []  # (decide_at, seq, trace id); stale entries skipped
         self._seq = 0
         self._pending_spans = 0
@@ -261,6 +265,8 @@ class JudgeProcessor:
                             record.summary.add_span(span, rs.resource, self._sampler.needs)
                         if not span.parent_span_id:
                             self._root_seen(record)
+                    elif not span.parent_span_id:
+                        self._remember_root(bytes(span.trace_id))  # its LLM spans may come later
                     if not self._reader.is_candidate(span):
                         continue
                     reader = self._classify(span, rs, ss)
@@ -275,13 +281,38 @@ class JudgeProcessor:
                         set_status(span, EvaluationStatus.SKIPPED_OVERLOAD)
                         modified = True
                         continue
+                    early: Decision | None = None
+                    if self._decide_on_arrival:
+                        # The policies read nothing but this span: decide now, hold only what is chosen.
+                        early = self._sampler.decide(
+                            SamplingContext(
+                                bytes(span.trace_id), span, rs.resource, TraceSummary(), self._clock.monotonic()
+                            )
+                        )
+                        self._count_decision(early)
+                        if not early.sampled:
+                            self._count(EvaluationStatus.SAMPLED_OUT)
+                            set_status(span, EvaluationStatus.SAMPLED_OUT)
+                            modified = True
+                            continue
                     if rs_shell is None:
                         rs_shell = ResourceSpans(resource=rs.resource, schema_url=rs.schema_url)
                     if ss_shell is None:
                         ss_shell = ScopeSpans(scope=ss.scope, schema_url=ss.schema_url)
                     copy = Span()
                     copy.CopyFrom(span)
-                    held = _Held(rs_shell, ss_shell, copy, reader, size=size)
+                    held = _Held(rs_shell, ss_shell, copy, reader, size=size, decision=early)
+                    if early is not None and self._has_content(held):
+                        # Chosen, and its content is on the span: no log join to wait for, judge now.
+                        status = self._judge_or_status(held, TraceSummary(), ())
+                        if status is not None:
+                            self._count(status)
+                            set_status(span, status)
+                            modified = True
+                            continue
+                        self._held_bytes += size
+                        taken.append(index)
+                        continue
                     self._held_bytes += size
                     taken.append(index)
                     late = self._decided.get(copy.trace_id) if record is None else None
@@ -327,8 +358,15 @@ class JudgeProcessor:
             trace = _Trace(bytes(trace_id), self._clock.monotonic() + self._sampling.decision_wait)
             self._traces[trace.trace_id] = trace
             self._schedule(trace)
+            if self._recent_roots.pop(trace.trace_id, 0) is None:  # its root arrived before it
+                self._root_seen(trace)
             self._telemetry.set("otel_judge.traces.pending", len(self._traces))
         return trace
+
+    def _remember_root(self, trace_id: bytes) -> None:
+        self._recent_roots[trace_id] = None
+        if len(self._recent_roots) > RECENT_ROOTS:
+            self._recent_roots.popitem(last=False)
 
     def _root_seen(self, trace: _Trace) -> None:
         if trace.root_seen:
@@ -419,8 +457,10 @@ class JudgeProcessor:
         span = held.span
         resource = held.resource_spans.resource
         ctx = SamplingContext(bytes(span.trace_id), span, resource, summary, self._clock.monotonic())
-        decision = self._sampler.decide(ctx)
-        self._count_decision(decision)
+        decision = held.decision
+        if decision is None:
+            decision = self._sampler.decide(ctx)
+            self._count_decision(decision)
         if not decision.sampled:
             return EvaluationStatus.SAMPLED_OUT
         status = self._read_and_check(held, logs)
@@ -437,6 +477,13 @@ class JudgeProcessor:
             set_attribute(span.attributes, semconv.OTEL_JUDGE_SAMPLING_POLICY, decision.policy)
         self._judge(held, status)
         return None
+
+    def _has_content(self, held: _Held) -> bool:
+        try:
+            view = SpanView(held.span, held.resource_spans.resource, held.scope_spans.scope)
+            return held.reader.read(view, ()).has_content
+        except Exception:
+            return False  # decided properly, with its logs, at the decision
 
     def _read_and_check(self, held: _Held, logs: Sequence[LogRecord]) -> EvaluationStatus | Exchange:
         """The exchange to judge, or why it cannot be judged now."""

@@ -57,8 +57,9 @@ class ReceivedSpan:
 class SpanSink:
     """An OTLP/gRPC server (traces and logs) that records what reaches it."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, max_receive_bytes: int = 4 * 1024 * 1024) -> None:
         self._address = f"{host}:{port}"
+        self._max_receive = max_receive_bytes
         self._server: grpc.aio.Server | None = None
         self.port: int | None = None
         self.trace_requests: list[ExportTraceServiceRequest] = []
@@ -80,7 +81,9 @@ class SpanSink:
 
     async def start(self) -> None:
         self._changed = asyncio.Condition()
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", self._max_receive)]
+        )
         server.add_generic_rpc_handlers(
             (
                 grpc.method_handlers_generic_handler(

@@ -303,3 +303,31 @@ async def test_spans_without_content_say_once_a_minute_how_to_turn_capture_on(
     assert len(hints) == 2
     assert hints[0].startswith("1 otel_genai span(s)") and hints[1].startswith("3 otel_genai span(s)")
     assert "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT" in hints[0]
+
+
+async def test_a_merged_export_the_backend_refuses_as_too_large_is_split_not_lost() -> None:
+    """The backend accepts at most 1 MiB per request; requests queued during an outage are merged (up to
+    4 MiB), refused as too large, split and sent one by one: every span arrives."""
+    big = "x" * 20_000
+    async with SpanSink(max_receive_bytes=1024 * 1024) as sink:
+        sink.fail_next(3, grpc.StatusCode.UNAVAILABLE, retry_after=0.05)
+        config = pipeline_config(
+            sink,
+            None,
+            exporters={
+                "otlp": {
+                    "endpoint": sink.endpoint,
+                    "tls": {"insecure": True},
+                    "compression": "none",
+                    "sending_queue": {"num_consumers": 1},
+                }
+            },
+        )
+        async with running(config) as pipeline:
+            client = RawClient(pipeline.grpc_port)
+            for i in range(10):
+                await client.traces(request(*(span(f"s{i}-{j}", {"blob": big}) for j in range(10))))  # ~200 KB
+            received = await sink.wait_for_spans(100, timeout=30)
+            await client.close()
+
+    assert len({r.key for r in received}) == 100

@@ -149,7 +149,14 @@ async def test_num_traces_bounds_memory_by_deciding_the_oldest_early(sink: SpanS
     """2,000 traces with decision_wait 5 s and num_traces 100: never more than 100 held, none lost."""
     clock = FakeClock()
     settings = Settings(clock=clock)
-    policies = [{"name": "none", "type": "probabilistic", "probabilistic": {"sampling_percentage": 0}}]
+    # A policy on the root span: spans must wait for their trace (decision on arrival is not possible).
+    policies = [
+        {
+            "name": "admin",
+            "type": "string_attribute",
+            "string_attribute": {"key": "root.http.route", "values": ["/admin"]},
+        }
+    ]
     config = pipeline_config(sink, fake_judge, sampling={**WAITS, "num_traces": 100, "policies": policies})
     peak = 0
     async with running(config, settings, tick=None) as pipeline:
@@ -184,3 +191,53 @@ async def test_the_judges_own_spans_are_never_judged(sink: SpanSink, fake_judge:
     by_service = {r.resource.attributes[0].value.string_value: r.attributes[STATUS] for r in received}
     assert by_service == {"otel-judge": "sampled_out", "shop": "evaluated"}
     assert len(fake_judge.requests) == 1
+
+
+async def test_with_policies_that_read_only_the_span_nothing_is_held(sink: SpanSink, fake_judge: FakeJudge) -> None:
+    """Probabilistic at 0 %: decided on arrival, so LLM-call spans pass at once, marked sampled_out."""
+    clock = FakeClock()
+    policies = [{"name": "none", "type": "probabilistic", "probabilistic": {"sampling_percentage": 0}}]
+    config = pipeline_config(sink, fake_judge, sampling={**WAITS, "policies": policies})
+    async with running(config, Settings(clock=clock), tick=None) as pipeline:
+        client = RawClient(pipeline.grpc_port)
+        await client.traces(request(*(genai_span() for _ in range(50))))
+        received = await sink.wait_for_spans(50)  # no tick, no clock advance: nothing waited
+        held = pipeline.processor.held_count
+        await client.close()
+
+    assert held == 0
+    assert {r.attributes[STATUS] for r in received} == {"sampled_out"}
+
+
+async def test_chosen_spans_with_content_on_the_span_are_judged_without_waiting(
+    sink: SpanSink, fake_judge: FakeJudge
+) -> None:
+    clock = FakeClock()
+    config = pipeline_config(sink, fake_judge, sampling=WAITS)
+    async with running(config, Settings(clock=clock), tick=None) as pipeline:
+        client = RawClient(pipeline.grpc_port)
+        await client.traces(request(genai_span()))
+        received = await sink.wait_for_spans(1)  # judged with no tick and no clock advance
+        await client.close()
+
+    assert received[0].attributes[STATUS] == "evaluated"
+
+
+async def test_a_root_span_that_arrives_first_still_shortens_the_wait(sink: SpanSink, fake_judge: FakeJudge) -> None:
+    """Root first (an earlier export), then an LLM span whose content may still come as logs: it waits
+    decision_wait_after_root_received, not decision_wait."""
+    clock = FakeClock()
+    config = pipeline_config(sink, fake_judge, sampling=WAITS)
+    async with running(config, Settings(clock=clock), tick=None) as pipeline:
+        client = RawClient(pipeline.grpc_port)
+        root = span("POST", {"http.route": "/support"})
+        await client.traces(request(root))
+        await client.traces(request(child_of(root, span("chat", {"gen_ai.operation.name": "chat"}))))
+        await sink.wait_for_spans(1)
+        assert pipeline.processor.held_count == 1, "held: its content may come in log records"
+        clock.advance(1.1)
+        await pipeline.processor.tick()
+        received = await sink.wait_for_spans(2)
+        await client.close()
+
+    assert {r.span.name: r.attributes.get(STATUS) for r in received}["chat"] == "no_content"
