@@ -1181,11 +1181,15 @@ def load_config_text(text: str, env: Mapping[str, str]) -> tuple[Config, list[st
 def default_config(env: Mapping[str, str], output_path: str = "otel-judge-output.jsonl") -> Config:
     """The embedded default a newcomer gets with no config file.
 
-    Receives on 127.0.0.1:4317; judges every GenAI span when ``OTEL_JUDGE_MODEL`` names a judge;
+    Receives on 127.0.0.1:4317 (OTLP/gRPC) and 127.0.0.1:4318 (OTLP/HTTP); judges every GenAI span
+    when ``OTEL_JUDGE_MODEL`` names a judge;
     exports to ``OTEL_EXPORTER_OTLP_ENDPOINT`` when set, otherwise to a JSON-lines file plus a
     console line per judged span.
     """
     data: dict[str, Any] = {
+        "receivers": {
+            "otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:4317"}, "http": {"endpoint": "127.0.0.1:4318"}}}
+        },
         "sampling": {
             "policies": [{"name": "all", "type": "probabilistic", "probabilistic": {"sampling_percentage": 100}}]
         },

@@ -171,7 +171,8 @@ class Pipeline:
         if self.evaluators:
             names = ", ".join(f"{e.name} ({type(e).__name__})" for e in self.evaluators)
             policies = ", ".join(p.name for p in self.config.sampling.policies)
-            parts.append(f"judging ON with {getattr(self.judge, 'model', '?')}: {names}; sampling: {policies}")
+            judge = getattr(self.judge, "model", None) or "no judge model (checks only)"
+            parts.append(f"judging ON with {judge}: {names}; sampling: {policies}")
         else:
             parts.append(
                 "judging OFF (set OTEL_JUDGE_MODEL=openai/gpt-4o-mini and OPENAI_API_KEY, "

@@ -27,7 +27,7 @@ import functools
 import hashlib
 import heapq
 import json
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +44,7 @@ from otel_judge.enrich import apply_results, overall_status, set_status
 from otel_judge.evaluators import Evaluator
 from otel_judge.exporter import Exporter
 from otel_judge.model import EvaluationResult, EvaluationStatus, Exchange
-from otel_judge.otlp import LogsBatch, TraceBatch, set_attribute
+from otel_judge.otlp import LogsBatch, TraceBatch, attributes_to_dict, set_attribute
 from otel_judge.pii import redact_exchange
 from otel_judge.pool import JudgePool
 from otel_judge.reader import (
@@ -251,8 +251,10 @@ class JudgeProcessor:
         modified = False
         held_any = False
         late_spans: list[tuple[_Held, TraceSummary]] = []
+        counts: Counter[tuple[str, EvaluationStatus]] = Counter()  # counted once per request, not per span
         for rs in request.resource_spans:
             rs_shell: ResourceSpans | None = None
+            resource_attrs: dict[str, Any] | None = None
             for ss in rs.scope_spans:
                 taken: list[int] = []
                 ss_shell: ScopeSpans | None = None
@@ -272,6 +274,26 @@ class JudgeProcessor:
                     reader = self._classify(span, rs, ss)
                     if reader is None:  # GenAI-looking, but not a model call (agent, tool, wrapper)
                         continue
+                    early: Decision | None = None
+                    if self._decide_on_arrival:
+                        # The policies read nothing but this span: decide now, hold only what is chosen.
+                        if resource_attrs is None:  # decoded once per resource, not per span
+                            resource_attrs = attributes_to_dict(rs.resource.attributes)
+                        ctx = SamplingContext(
+                            bytes(span.trace_id),
+                            span,
+                            rs.resource,
+                            TraceSummary(),
+                            self._clock.monotonic(),
+                            _resource_attrs=resource_attrs,
+                        )
+                        early = self._sampler.decide(ctx)
+                        if not early.sampled:
+                            counts[(early.policy or "none", EvaluationStatus.SAMPLED_OUT)] += 1
+                            set_status(span, EvaluationStatus.SAMPLED_OUT)
+                            modified = True
+                            continue
+                        self._count_decision(early)
                     size = span.ByteSize()
                     if (
                         self.held_count >= self._sampling.max_held_spans
@@ -281,20 +303,6 @@ class JudgeProcessor:
                         set_status(span, EvaluationStatus.SKIPPED_OVERLOAD)
                         modified = True
                         continue
-                    early: Decision | None = None
-                    if self._decide_on_arrival:
-                        # The policies read nothing but this span: decide now, hold only what is chosen.
-                        early = self._sampler.decide(
-                            SamplingContext(
-                                bytes(span.trace_id), span, rs.resource, TraceSummary(), self._clock.monotonic()
-                            )
-                        )
-                        self._count_decision(early)
-                        if not early.sampled:
-                            self._count(EvaluationStatus.SAMPLED_OUT)
-                            set_status(span, EvaluationStatus.SAMPLED_OUT)
-                            modified = True
-                            continue
                     if rs_shell is None:
                         rs_shell = ResourceSpans(resource=rs.resource, schema_url=rs.schema_url)
                     if ss_shell is None:
@@ -335,6 +343,9 @@ class JudgeProcessor:
             batch.mark_modified()
         if request.resource_spans:
             await self._next.consume_traces(batch)
+        for (policy, status), count in counts.items():
+            self._telemetry.add("otel_judge.sampling.decisions", count, policy=policy, outcome="not_sampled")
+            self._telemetry.add("otel_judge.evaluation.status", count, status=status.value)
         if late_spans:
             await self._decide_late(late_spans)
         self._telemetry.set("otel_judge.held.spans", self.held_count)

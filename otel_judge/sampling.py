@@ -166,6 +166,12 @@ class SamplingContext:
             self._span_attrs = {kv.key: any_value_to_py(kv.value) for kv in self.span.attributes} if self.span else {}
         return self._span_attrs
 
+    def has_span_attribute(self, key: str) -> bool:
+        """Whether the span has ``key``, without decoding any value."""
+        if self._span_attrs is not None:
+            return key in self._span_attrs
+        return self.span is not None and any(kv.key == key for kv in self.span.attributes)
+
     @property
     def resource_attrs(self) -> dict[str, Any]:
         if self._resource_attrs is None:
@@ -734,7 +740,7 @@ class LoopGuardPolicy:
     def evaluate(self, ctx: SamplingContext) -> PolicyResult:
         if ctx.resource_attrs.get(semconv.SERVICE_NAME) in self.services:
             return DROPPED
-        if self.marker in ctx.resource_attrs or self.marker in ctx.span_attrs:
+        if self.marker in ctx.resource_attrs or ctx.has_span_attribute(self.marker):
             return DROPPED
         return NOT_SAMPLED
 

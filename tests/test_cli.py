@@ -106,7 +106,7 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-@pytest.mark.skipif(not _port_is_free(4317), reason="127.0.0.1:4317 is taken on this machine")
+@pytest.mark.skipif(not (_port_is_free(4317) and _port_is_free(4318)), reason="4317/4318 taken on this machine")
 async def test_embedded_default_judges_and_writes_a_readable_local_output(tmp_path: Path) -> None:
     """No config: receive on 4317, judge with OTEL_JUDGE_MODEL, write OTLP/JSON lines and a console line."""
     async with FakeJudge(lambda r: '{"score": 77, "explanation": "solid"}') as judge:
@@ -120,7 +120,7 @@ async def test_embedded_default_judges_and_writes_a_readable_local_output(tmp_pa
         rc, _, stderr = await _stop(proc)
 
     assert rc == 0, stderr
-    assert "judging ON" in banner and "otel-judge-output.jsonl" in banner
+    assert "judging ON" in banner and "otel-judge-output.jsonl" in banner and "127.0.0.1:4318" in banner
     assert "evaluated" in console and "quality=77 (pass)" in console
     lines = (tmp_path / "otel-judge-output.jsonl").read_text().splitlines()
     spans = [
@@ -132,8 +132,8 @@ async def test_embedded_default_judges_and_writes_a_readable_local_output(tmp_pa
 
 
 async def test_embedded_default_without_a_model_says_how_to_turn_judging_on(tmp_path: Path) -> None:
-    if not _port_is_free(4317):
-        pytest.skip("127.0.0.1:4317 is taken on this machine")
+    if not (_port_is_free(4317) and _port_is_free(4318)):
+        pytest.skip("127.0.0.1:4317 or 4318 is taken on this machine")
     proc, banner = await _start(["serve"], _env(), tmp_path)
     rc, _, _ = await _stop(proc)
 
