@@ -259,16 +259,21 @@ class JudgeProcessor:
                 taken: list[int] = []
                 ss_shell: ScopeSpans | None = None
                 for index, span in enumerate(ss.spans):
-                    record = self._traces.get(span.trace_id)
-                    if record is None and self._needs_all_spans and span.trace_id not in self._decided:
-                        record = self._trace(span.trace_id)
-                    if record is not None:
-                        if self._needs_all_spans:
+                    record: _Trace | None = None
+                    if self._needs_all_spans:  # policies read other spans: remember what they need of each
+                        record = self._traces.get(span.trace_id)
+                        if record is None and span.trace_id not in self._decided:
+                            record = self._trace(span.trace_id)
+                        if record is not None:
                             record.summary.add_span(span, rs.resource, self._sampler.needs)
-                        if not span.parent_span_id:
-                            self._root_seen(record)
-                    elif not span.parent_span_id:
-                        self._remember_root(bytes(span.trace_id))  # its LLM spans may come later
+                            if not span.parent_span_id:
+                                self._root_seen(record)
+                    elif not span.parent_span_id:  # only roots matter: they shorten the wait of held spans
+                        root_trace = self._traces.get(span.trace_id)
+                        if root_trace is not None:
+                            self._root_seen(root_trace)
+                        else:
+                            self._remember_root(bytes(span.trace_id))
                     if not self._reader.is_candidate(span):
                         continue
                     reader = self._classify(span, rs, ss)
@@ -323,6 +328,8 @@ class JudgeProcessor:
                         continue
                     self._held_bytes += size
                     taken.append(index)
+                    if record is None:
+                        record = self._traces.get(copy.trace_id)
                     late = self._decided.get(copy.trace_id) if record is None else None
                     if late is not None:  # its trace was decided already: follow it, now
                         self._telemetry.add("otel_judge.spans.late")

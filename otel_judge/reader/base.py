@@ -30,29 +30,32 @@ class Claim(enum.Enum):
 class SpanView:
     """A span with its resource and scope, decoding attributes only when first asked."""
 
-    __slots__ = ("_attrs", "_keys", "resource", "scope", "span")
+    __slots__ = ("_attrs", "_index", "resource", "scope", "span")
 
     def __init__(self, span: Span, resource: Any = None, scope: Any = None) -> None:
         self.span = span
         self.resource = resource
         self.scope = scope
         self._attrs: dict[str, Any] | None = None
-        self._keys: frozenset[str] | None = None
+        self._index: dict[str, int] | None = None  # key -> position: one pass over the keys, no values
 
-    def attribute_keys(self) -> frozenset[str]:
+    def _positions(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = {kv.key: i for i, kv in enumerate(self.span.attributes)}
+        return self._index
+
+    def attribute_keys(self) -> Any:
         """Attribute keys, without decoding any value (cheap: what classification looks at)."""
-        if self._keys is None:
-            self._keys = frozenset(kv.key for kv in self.span.attributes)
-        return self._keys
+        return self._positions().keys()
 
     def get(self, key: str, default: Any = None) -> Any:
         """One attribute's value, decoding only that value unless all were decoded already."""
         if self._attrs is not None:
             return self._attrs.get(key, default)
-        for kv in self.span.attributes:
-            if kv.key == key:
-                return any_value_to_py(kv.value)
-        return default
+        position = self._positions().get(key)
+        if position is None:
+            return default
+        return any_value_to_py(self.span.attributes[position].value)
 
     @property
     def attrs(self) -> dict[str, Any]:
