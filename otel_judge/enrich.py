@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -13,7 +14,13 @@ from otel_judge.otlp import set_attribute
 MAX_EXPLANATION_CHARS = 2000
 
 
-def set_status(span: Span, status: EvaluationStatus) -> None:
+def set_status(span: Span, status: EvaluationStatus, keys: Any = None) -> None:
+    """Write the status; ``keys`` (the span's attribute keys, when known) saves looking for an old one."""
+    if keys is not None and semconv.OTEL_JUDGE_EVALUATION_STATUS not in keys:
+        kv = span.attributes.add()
+        kv.key = semconv.OTEL_JUDGE_EVALUATION_STATUS
+        kv.value.string_value = status.value
+        return
     set_attribute(span.attributes, semconv.OTEL_JUDGE_EVALUATION_STATUS, status.value)
 
 

@@ -276,7 +276,8 @@ class JudgeProcessor:
                             self._remember_root(bytes(span.trace_id))
                     if not self._reader.is_candidate(span):
                         continue
-                    reader = self._classify(span, rs, ss)
+                    view = SpanView(span, rs.resource, ss.scope)
+                    reader = self._classify(view)
                     if reader is None:  # GenAI-looking, but not a model call (agent, tool, wrapper)
                         continue
                     early: Decision | None = None
@@ -291,11 +292,12 @@ class JudgeProcessor:
                             TraceSummary(),
                             self._clock.monotonic(),
                             _resource_attrs=resource_attrs,
+                            span_keys=view.attribute_keys(),
                         )
                         early = self._sampler.decide(ctx)
                         if not early.sampled:
                             counts[(early.policy or "none", EvaluationStatus.SAMPLED_OUT)] += 1
-                            set_status(span, EvaluationStatus.SAMPLED_OUT)
+                            set_status(span, EvaluationStatus.SAMPLED_OUT, view.attribute_keys())
                             modified = True
                             continue
                         self._count_decision(early)
@@ -358,9 +360,9 @@ class JudgeProcessor:
         self._telemetry.set("otel_judge.held.spans", self.held_count)
         await self._decide_early()
 
-    def _classify(self, span: Span, rs: ResourceSpans, ss: ScopeSpans) -> ContentReader | None:
+    def _classify(self, view: SpanView) -> ContentReader | None:
         try:
-            found = self._reader.classify(SpanView(span, rs.resource, ss.scope))
+            found = self._reader.classify(view)
         except Exception:  # a reader bug must not cost the span: leave it as it is
             self._telemetry.add("otel_judge.reader.errors", format="classify")
             return None

@@ -159,6 +159,7 @@ class SamplingContext:
     now: float = 0.0
     _span_attrs: dict[str, Any] | None = None
     _resource_attrs: dict[str, Any] | None = None
+    span_keys: Any = None  # the span's attribute keys, when already known (a set-like view)
 
     @property
     def span_attrs(self) -> dict[str, Any]:
@@ -170,6 +171,8 @@ class SamplingContext:
         """Whether the span has ``key``, without decoding any value."""
         if self._span_attrs is not None:
             return key in self._span_attrs
+        if self.span_keys is not None:
+            return key in self.span_keys
         return self.span is not None and any(kv.key == key for kv in self.span.attributes)
 
     @property

@@ -85,7 +85,7 @@ class OpenInferenceReader:
         kind = view.get(semconv.OPENINFERENCE_SPAN_KIND)
         if kind is not None:
             return Claim.LLM_CALL if str(kind).upper() == semconv.OPENINFERENCE_KIND_LLM else Claim.NOT_LLM
-        if any(k.startswith(semconv.LLM_INPUT_MESSAGES_PREFIX) for k in view.attribute_keys()):
+        if f"{semconv.LLM_INPUT_MESSAGES_PREFIX}0.message.role" in view.attribute_keys():  # indices start at 0
             return Claim.LLM_CALL
         return None
 
