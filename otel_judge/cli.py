@@ -132,6 +132,13 @@ async def _run(config: Config, logger: logging.Logger) -> None:
         await pipeline.shutdown(0)
         raise
     print(pipeline.describe(), file=sys.stderr, flush=True)
+    for model in pipeline.same_family_warnings():
+        logger.warning(
+            "judge %s is of the same family as %s, which your sampling policies name: its scores may be biased "
+            "(preference leakage); consider judge.same_family.action: alternative",
+            getattr(pipeline.judge, "model", "?"),
+            model,
+        )
     await stop.wait()
     logger.info("shutting down (grace %gs)", config.service.shutdown_grace)
     await pipeline.shutdown()

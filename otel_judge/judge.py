@@ -370,11 +370,23 @@ class JudgeRouter:
             targets: list[JudgeModelConfig | None] = [None, *config.fallbacks]
             clients = [LitellmJudge(config, settings, t) for t in targets]
         self.model = clients[0].model
+        self.params: dict[str, Any] = {
+            "temperature": config.temperature,
+            "max_tokens": config.max_tokens,
+            "top_p": config.top_p,
+            "timeout": config.timeout,
+        }
         self._config = config
         self._settings = settings
         self._slots = [_Slot(c, config, settings.clock) for c in clients]
         self._rng = random.Random()
         self._errors = ErrorReporter(settings)
+
+    def _gauge(self, slot: _Slot) -> None:
+        state = slot.breaker.state
+        self._settings.telemetry.set(
+            "otel_judge.judge.breaker.open", 0.0 if state == CircuitBreaker.CLOSED else 1.0, model=slot.client.model
+        )
 
     @property
     def models(self) -> list[str]:
@@ -421,15 +433,18 @@ class JudgeRouter:
                     reply: JudgeReply = await slot.client.complete(messages, schema)
                 except RetryableError as exc:
                     slot.breaker.failure()
+                    self._gauge(slot)
                     last_error, retryable = exc, True
                     hint = max(hint or 0.0, exc.retry_after) if exc.retry_after is not None else hint
                     continue
                 except PermanentError as exc:
                     slot.breaker.failure()
+                    self._gauge(slot)
                     self._errors.report(slot.client.model, exc)
                     last_error = exc
                     continue
                 slot.breaker.success()
+                self._gauge(slot)
                 used = reply.usage.input_tokens + reply.usage.output_tokens
                 slot.last_tokens = float(used)
                 if slot.tokens is not None:

@@ -109,6 +109,9 @@ class Score:
     label: str | None = None
     explanation: str | None = None
     passed: bool | None = None  # None: label == "pass"
+    low: float | None = None  # the scale's range...
+    high: float | None = None
+    higher_is_better: bool = True  # ...and direction
     extra: tuple[tuple[str, Any], ...] = ()  # written as gen_ai.evaluation.<key>.<name>
 
     @property
@@ -136,3 +139,8 @@ class EvaluationResult:
     judge_model: str | None = None
     evaluation_id: str | None = None
     usage: JudgeUsage = field(default_factory=JudgeUsage)
+    # Provenance: what produced the scores, so that a later change of rubric or judge is visible.
+    evaluator_type: str | None = None
+    evaluator_version: str | None = None  # otel-judge's version (evaluator code)
+    config_hash: str | None = None  # hash of the evaluator's settings, prompt/rubric included
+    judge_params: tuple[tuple[str, Any], ...] = ()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from otel_judge.auth import Authenticator
+from otel_judge.bias import same_family
 from otel_judge.component import Settings
 from otel_judge.config import Config, JudgeModelConfig
 from otel_judge.evaluators import Evaluator, build_evaluator
@@ -100,6 +102,26 @@ class Pipeline:
         health = config.service.health
         self.health_server = HealthServer(health, self.readiness, self.settings) if health else None
         self._running = False
+
+    def same_family_warnings(self) -> list[str]:
+        """Models the config itself names (in sampling policies on *model* keys) that share the judge's
+        family: preference leakage is visible before any span arrives."""
+        judge = getattr(self.judge, "model", None)
+        found: list[str] = []
+
+        def visit(policy: Any) -> None:
+            spec = getattr(policy, policy.type, None) if isinstance(getattr(policy, "type", None), str) else None
+            key = getattr(spec, "key", "") or ""
+            values = list(getattr(spec, "values", None) or []) + list((getattr(spec, "rates", None) or {}).keys())
+            if "model" in key:
+                found.extend(v for v in values if same_family(judge, v))
+            for sub in ("and_sub_policy", "drop_sub_policy", "composite_sub_policy"):
+                for child in getattr(getattr(policy, "and_", None) or spec, sub, None) or []:
+                    visit(child)
+
+        for policy in self.config.sampling.policies:
+            visit(policy)
+        return sorted(set(found))
 
     def _panel_judge(self, target: JudgeModelConfig) -> Judge:
         """A panel member: its own model behind the same retries, breaker and limits as the main judge."""

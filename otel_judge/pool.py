@@ -15,7 +15,9 @@ import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from otel_judge import __version__
 from otel_judge.component import Clock, Settings
 from otel_judge.errors import JudgeTimeoutError, ParseError, PermanentError, RetryableError
 from otel_judge.evaluators import Evaluator
@@ -63,6 +65,11 @@ class _ResultCache:
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
+
+
+def _judge_params(evaluator: Evaluator) -> tuple[tuple[str, Any], ...]:
+    params = getattr(getattr(evaluator, "judge", None), "params", None)
+    return tuple(sorted(params.items())) if isinstance(params, dict) else ()
 
 
 class JudgePool:
@@ -181,7 +188,13 @@ class JudgePool:
             USAGE.reset(token)
         if meter.models:  # provenance: the model(s) that really answered, fallbacks included
             result = dataclasses.replace(result, judge_model=",".join(meter.models))
-        return result
+        return dataclasses.replace(
+            result,
+            evaluator_type=getattr(getattr(evaluator, "config", None), "type", type(evaluator).__name__),
+            evaluator_version=__version__,
+            config_hash=evaluator.config_hash,
+            judge_params=_judge_params(evaluator),
+        )
 
     async def _evaluate(
         self, job: _Job, evaluator: Evaluator, model: str | None, meter: UsageMeter

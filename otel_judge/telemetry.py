@@ -51,6 +51,12 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
         "counter",
         "Spans whose model shares the judge's family, by action (mark, alternative).",
     ),
+    Instrument(
+        "otel_judge.judge.breaker.open",
+        "1",
+        "gauge",
+        "1 while a judge model's circuit breaker is open or half-open, 0 when closed.",
+    ),
     Instrument("otel_judge.judge.retries", "{call}", "counter", "Judge calls retried after a retryable error."),
     Instrument(
         "otel_judge.judge.cache.hits",

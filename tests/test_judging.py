@@ -453,3 +453,76 @@ async def test_no_seeded_pii_reaches_the_judge_when_redaction_is_on(sink: SpanSi
         assert value not in prompt
     assert "[REDACTED:email]" in prompt and "[REDACTED:credit_card]" in prompt and "[REDACTED:secret]" in prompt
     assert answer in json.dumps(received[0].attributes["gen_ai.output.messages"]), "the span itself is unchanged"
+
+
+def test_config_that_names_a_same_family_model_is_warned_about_at_start() -> None:
+    """A policy on gen_ai.request.model values of the judge's family: warned before any span arrives."""
+    from otel_judge.config import validate_config
+    from otel_judge.pipeline import Pipeline
+
+    config = validate_config(
+        {
+            "exporters": {"debug": {}},
+            "judge": {"model": "openai/gpt-4o-mini"},
+            "sampling": {
+                "policies": [
+                    {
+                        "name": "cheap",
+                        "type": "string_attribute",
+                        "string_attribute": {
+                            "key": "gen_ai.request.model",
+                            "values": ["gpt-4o-mini", "claude-3-5-haiku"],
+                        },
+                    },
+                    {
+                        "name": "both",
+                        "type": "and",
+                        "and": {
+                            "and_sub_policy": [
+                                {
+                                    "name": "m",
+                                    "type": "slice_rate",
+                                    "slice_rate": {
+                                        "key": "gen_ai.response.model",
+                                        "rates": {"o3-mini": 50},
+                                        "default_percentage": 1,
+                                    },
+                                }
+                            ]
+                        },
+                    },
+                ]
+            },
+        }
+    )
+
+    assert Pipeline(config).same_family_warnings() == ["gpt-4o-mini", "o3-mini"]
+
+
+async def test_results_carry_provenance(sink: SpanSink) -> None:
+    """Range and direction of each score, evaluator type, version and settings hash, judge parameters."""
+    from otel_judge import __version__
+
+    settings = Settings()
+    async with FakeJudge(lambda r: "70") as judge:
+        config = pipeline_config(sink, judge)
+        async with running(config, settings) as pipeline:
+            results = []
+            original = pipeline.processor._on_result
+
+            def record(key: int, result: Any) -> None:
+                results.append(result)
+                original(key, result)
+
+            pipeline.processor._on_result = record  # type: ignore[method-assign]
+            client = RawClient(pipeline.grpc_port)
+            await client.traces(request(genai_span()))
+            await sink.wait_for_spans(1)
+            await client.close()
+
+    result = results[0]
+    assert (result.scores[0].low, result.scores[0].high, result.scores[0].higher_is_better) == (1, 100, True)
+    assert (result.evaluator_type, result.evaluator_version) == ("score", __version__)
+    assert result.config_hash == pipeline.evaluators[0].config_hash
+    assert dict(result.judge_params)["temperature"] == 0.0
+    assert settings.telemetry.value("otel_judge.judge.breaker.open", model=judge.model) == 0.0

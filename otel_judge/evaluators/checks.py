@@ -56,6 +56,8 @@ def _result(name: str, passed: bool, explanation: str) -> list[Score]:
             label="pass" if passed else "fail",
             explanation=explanation,
             passed=passed,
+            low=0.0,
+            high=1.0,
         )
     ]
 

@@ -265,7 +265,7 @@ class ScoreEvaluator:
         reply = await self.judge.complete(self.prompt(exchange), SCORE_SCHEMA)
         value, explanation = parse_score_reply(reply.text, self.LOW, self.HIGH)
         label = "pass" if value >= self.config.threshold else "fail"
-        return [Score(key=self.name, value=value, label=label, explanation=explanation)]
+        return [Score(key=self.name, value=value, label=label, explanation=explanation, low=self.LOW, high=self.HIGH)]
 
 
 DEFAULT_RUBRIC_PROMPT = (
@@ -320,13 +320,20 @@ class RubricEvaluator(_Fenced):
             value = number_in(raw, criterion.min, criterion.max, f"{criterion.name} score", integer=True)
             explanation = item.get("explanation") if isinstance(item, dict) else None
             scores.append(
-                Score(f"{self.name}.{criterion.name}", value, None, str(explanation) if explanation else None)
+                Score(
+                    f"{self.name}.{criterion.name}",
+                    value,
+                    None,
+                    str(explanation) if explanation else None,
+                    low=criterion.min,
+                    high=criterion.max,
+                )
             )
             total += criterion.weight * (value - criterion.min) / (criterion.max - criterion.min)
             weights += criterion.weight
         aggregate = round(total / weights, 6)
         label = "pass" if aggregate >= self.config.threshold else "fail"
-        return [Score(self.name, aggregate, label, None), *scores]
+        return [Score(self.name, aggregate, label, None, low=0.0, high=1.0), *scores]
 
 
 DEFAULT_CLASSIFY_PROMPT = "You are a strict, impartial judge of AI assistant answers."
@@ -375,7 +382,13 @@ class ClassifyEvaluator(_Fenced):
             raise ParseError(f"label {label[:30]!r} is not one of {', '.join(self.config.labels)}")
         return [
             Score(
-                self.name, float(self.config.labels[label]), label, explanation, passed=label in self.config.pass_labels
+                self.name,
+                float(self.config.labels[label]),
+                label,
+                explanation,
+                passed=label in self.config.pass_labels,
+                low=min(self.config.labels.values()),
+                high=max(self.config.labels.values()),
             )
         ]
 
@@ -428,7 +441,8 @@ class CotEvaluator(_Fenced):
         if not isinstance(reasoning, str) or not reasoning.strip():
             raise ParseError("reply has no reasoning")
         label = "pass" if value >= self.config.threshold else "fail"
-        return [Score(self.name, value, label, truncate(reasoning.strip(), self.config.max_reasoning_chars))]
+        explanation = truncate(reasoning.strip(), self.config.max_reasoning_chars)
+        return [Score(self.name, value, label, explanation, low=self.LOW, high=self.HIGH)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,7 +530,7 @@ class PanelEvaluator(_Fenced):
         explanation = " | ".join(
             f"{v.judge}: {v.value:g}" + (f" ({v.explanation})" if v.explanation else "") for v in final
         )
-        return [Score(self.name, value, label, explanation, extra=tuple(extra))]
+        return [Score(self.name, value, label, explanation, extra=tuple(extra), low=self.LOW, high=self.HIGH)]
 
 
 @dataclass(frozen=True, slots=True)
