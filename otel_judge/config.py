@@ -927,6 +927,17 @@ class ReaderConfig(_Model):
     )
 
 
+class OutputsConfig(_Model):
+    span_attributes: bool = Field(
+        True, description="gen_ai.evaluation.<name>.score.value / .score.label / .explanation on the judged span."
+    )
+    span_events: bool = Field(
+        True,
+        description="A gen_ai.evaluation.result span event per score on the judged span (name, score value and "
+        "label, explanation, gen_ai.response.id), as the GenAI conventions define it.",
+    )
+
+
 class LoggingConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level of otel-judge.")
     include_content: bool = Field(
@@ -970,6 +981,7 @@ class Config(_Model):
         default_factory=_default_evaluators, description="What the judge scores; default one score evaluator 'quality'."
     )
     reader: ReaderConfig = Field(default_factory=ReaderConfig, description="How GenAI content is read from spans.")
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig, description="Where judgments are written.")
     service: ServiceConfig = Field(default_factory=ServiceConfig, description="otel-judge's own behaviour.")
 
     @field_validator("evaluators")

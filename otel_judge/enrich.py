@@ -8,7 +8,7 @@ from typing import Any
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_judge import semconv
-from otel_judge.model import EvaluationResult, EvaluationStatus
+from otel_judge.model import EvaluationResult, EvaluationStatus, Score
 from otel_judge.otlp import set_attribute
 
 MAX_EXPLANATION_CHARS = 2000
@@ -24,6 +24,22 @@ def set_status(span: Span, status: EvaluationStatus, keys: Any = None) -> None:
     set_attribute(span.attributes, semconv.OTEL_JUDGE_EVALUATION_STATUS, status.value)
 
 
+def add_evaluation_event(span: Span, score: Score, time_ns: int, response_id: str | None) -> None:
+    event = span.events.add()
+    event.name = semconv.EVENT_EVALUATION_RESULT
+    event.time_unix_nano = time_ns
+    set_attribute(event.attributes, semconv.GEN_AI_EVALUATION_NAME, score.key)
+    set_attribute(event.attributes, semconv.GEN_AI_EVALUATION_SCORE_VALUE, float(score.value))
+    if score.label is not None:
+        set_attribute(event.attributes, semconv.GEN_AI_EVALUATION_SCORE_LABEL, score.label)
+    if score.explanation:
+        set_attribute(
+            event.attributes, semconv.GEN_AI_EVALUATION_EXPLANATION, score.explanation[:MAX_EXPLANATION_CHARS]
+        )
+    if response_id:
+        set_attribute(event.attributes, semconv.GEN_AI_RESPONSE_ID, response_id)
+
+
 def overall_status(results: Iterable[EvaluationResult]) -> EvaluationStatus:
     """``evaluated`` when every evaluator produced scores, else the first failure's status."""
     for result in results:
@@ -32,9 +48,23 @@ def overall_status(results: Iterable[EvaluationResult]) -> EvaluationStatus:
     return EvaluationStatus.EVALUATED
 
 
-def apply_results(span: Span, results: list[EvaluationResult], status: EvaluationStatus) -> None:
-    """Write scores, labels, explanations and the span's evaluation status."""
-    for result in results:
+def apply_results(
+    span: Span,
+    results: list[EvaluationResult],
+    status: EvaluationStatus,
+    *,
+    attributes: bool = True,
+    events: bool = False,
+    time_ns: int = 0,
+    response_id: str | None = None,
+) -> None:
+    """Write scores, labels, explanations (``attributes``), one ``gen_ai.evaluation.result`` span event
+    per score (``events``), and the span's evaluation status (always)."""
+    if events:
+        for result in results:
+            for score in result.scores:
+                add_evaluation_event(span, score, result.completed_ns or time_ns, response_id)
+    for result in results if attributes else ():
         for score in result.scores:
             set_attribute(span.attributes, semconv.score_value_key(score.key), float(score.value))
             if score.label is not None:

@@ -144,3 +144,4 @@ class EvaluationResult:
     evaluator_version: str | None = None  # otel-judge's version (evaluator code)
     config_hash: str | None = None  # hash of the evaluator's settings, prompt/rubric included
     judge_params: tuple[tuple[str, Any], ...] = ()
+    completed_ns: int = 0  # when the judgment finished (wall clock): the time of its events

@@ -81,6 +81,7 @@ class Pipeline:
             judge_model=getattr(self.judge, "model", None),
             content_cache=config.judge.cache.by_content,
             redact=config.judge.redact_detectors if config.judge.redact_pii else None,
+            outputs=config.outputs,
             settings=self.settings,
         )
         otlp = config.receivers.otlp

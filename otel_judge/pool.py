@@ -194,6 +194,7 @@ class JudgePool:
             evaluator_version=__version__,
             config_hash=evaluator.config_hash,
             judge_params=_judge_params(evaluator),
+            completed_ns=self._settings.clock.time_ns(),
         )
 
     async def _evaluate(

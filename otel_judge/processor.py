@@ -39,7 +39,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from otel_judge import semconv
 from otel_judge.bias import same_family
 from otel_judge.component import Settings
-from otel_judge.config import PiiKind, SamplingConfig
+from otel_judge.config import OutputsConfig, PiiKind, SamplingConfig
 from otel_judge.enrich import apply_results, overall_status, set_status
 from otel_judge.evaluators import Evaluator
 from otel_judge.exporter import Exporter
@@ -81,6 +81,7 @@ class _Held:
     reader: ContentReader
     size: int = 0  # bytes, for max_held_bytes
     decision: Decision | None = None  # made on arrival when the policies need nothing else of the trace
+    response_id: str | None = None  # of the judged call, for the evaluation events
     deadline: float = 0.0  # max_hold deadline, set when judging starts
     pending: int = 0
     results: list[EvaluationResult] = field(default_factory=list)
@@ -118,6 +119,7 @@ class JudgeProcessor:
         judge_model: str | None = None,
         content_cache: bool = False,
         redact: Sequence[PiiKind] | None = None,
+        outputs: OutputsConfig | None = None,
     ) -> None:
         self._next = next_consumer
         self._sampler = sampler
@@ -128,6 +130,7 @@ class JudgeProcessor:
         self._alternative = tuple(alternative_evaluators)
         self._judge_model = judge_model
         self._content_cache = content_cache
+        self._outputs = outputs or OutputsConfig()
         self._redact = tuple(redact) if redact is not None else None  # PII kinds removed before judging
         self._max_hold = max_hold
         self._sampling = sampling
@@ -552,6 +555,7 @@ class JudgeProcessor:
         assert self._pool is not None
         key = self._next_id
         self._next_id += 1
+        held.response_id = exchange.response_id
         evaluators = self._evaluators
         if same_family(self._judge_model, exchange.model, exchange.provider):
             self._telemetry.add(
@@ -620,7 +624,15 @@ class JudgeProcessor:
             status = overall_status(held.results)
             if held.pending > 0 and forced is not None and status is EvaluationStatus.EVALUATED:
                 status = forced
-            apply_results(held.span, held.results, status)
+            apply_results(
+                held.span,
+                held.results,
+                status,
+                attributes=self._outputs.span_attributes,
+                events=self._outputs.span_events,
+                time_ns=self._clock.time_ns(),
+                response_id=held.response_id,
+            )
             self._count(status)
         await self._export_released(released)
 

@@ -53,6 +53,13 @@ OTEL_JUDGE_SAMPLING_PROBABILITY: Final = "otel_judge.sampling.probability"
 OTEL_JUDGE_EVALUATION_SAME_FAMILY: Final = "otel_judge.evaluation.same_family"
 OTEL_JUDGE_SAMPLING_POLICY: Final = "otel_judge.sampling.policy"
 
+# The GenAI conventions' evaluation event (on the judged span, or as a log record).
+EVENT_EVALUATION_RESULT: Final = "gen_ai.evaluation.result"
+GEN_AI_EVALUATION_NAME: Final = "gen_ai.evaluation.name"
+GEN_AI_EVALUATION_SCORE_VALUE: Final = "gen_ai.evaluation.score.value"
+GEN_AI_EVALUATION_SCORE_LABEL: Final = "gen_ai.evaluation.score.label"
+GEN_AI_EVALUATION_EXPLANATION: Final = "gen_ai.evaluation.explanation"
+
 # Instrumentation scope of anything otel-judge itself emits.
 SCOPE_NAME: Final = "otel_judge"
 

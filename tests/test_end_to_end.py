@@ -23,6 +23,9 @@ def without_ours(span: Span) -> Span:
     kept = [kv for kv in copy.attributes if not kv.key.startswith(OUR_PREFIXES)]
     del copy.attributes[:]
     copy.attributes.extend(kept)
+    events = [e for e in copy.events if e.name != "gen_ai.evaluation.result"]
+    del copy.events[:]
+    copy.events.extend(events)
     return copy
 
 

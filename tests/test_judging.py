@@ -526,3 +526,39 @@ async def test_results_carry_provenance(sink: SpanSink) -> None:
     assert result.config_hash == pipeline.evaluators[0].config_hash
     assert dict(result.judge_params)["temperature"] == 0.0
     assert settings.telemetry.value("otel_judge.judge.breaker.open", model=judge.model) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("outputs", "has_attributes", "has_events"),
+    [({}, True, True), ({"span_events": False}, True, False), ({"span_attributes": False}, False, True)],
+    ids=["default", "no-events", "events-only"],
+)
+async def test_evaluation_result_events_and_attributes_are_switchable(
+    sink: SpanSink, outputs: dict[str, bool], has_attributes: bool, has_events: bool
+) -> None:
+    """One gen_ai.evaluation.result span event per score, with the GenAI conventions' attribute names."""
+    async with FakeJudge(lambda r: '{"score": 73, "explanation": "solid"}') as judge:
+        config = pipeline_config(sink, judge, outputs=outputs)
+        async with running(config) as pipeline:
+            client = RawClient(pipeline.grpc_port)
+            await client.traces(request(genai_span()))
+            received = await sink.wait_for_spans(1)
+            await client.close()
+
+    got = received[0]
+    attrs = got.attributes
+    events = [e for e in got.span.events if e.name == "gen_ai.evaluation.result"]
+    assert attrs[STATUS] == "evaluated", "the status is always written"
+    assert ("gen_ai.evaluation.quality.score.value" in attrs) is has_attributes
+    assert len(events) == (1 if has_events else 0)
+    if has_events:
+        from otel_judge.otlp import attributes_to_dict
+
+        assert attributes_to_dict(events[0].attributes) == {
+            "gen_ai.evaluation.name": "quality",
+            "gen_ai.evaluation.score.value": 73.0,
+            "gen_ai.evaluation.score.label": "pass",
+            "gen_ai.evaluation.explanation": "solid",
+            "gen_ai.response.id": "chatcmpl-123",
+        }
+        assert events[0].time_unix_nano > 0
