@@ -210,6 +210,24 @@ class OtlpExporterConfig(_Model):
     sending_queue: SendingQueueConfig = Field(default_factory=SendingQueueConfig, description="In-memory queue.")
 
 
+class OtlpHttpExporterConfig(_Model):
+    """OTLP/HTTP (protobuf), as the Collector's ``otlphttp`` exporter."""
+
+    endpoint: str | None = Field(
+        None,
+        description="Base URL (http[s]://host:port); /v1/traces and /v1/logs are appended. Defaults to "
+        "OTEL_EXPORTER_OTLP_ENDPOINT.",
+    )
+    traces_endpoint: str | None = Field(None, description="Full URL for traces, overriding endpoint + /v1/traces.")
+    logs_endpoint: str | None = Field(None, description="Full URL for logs, overriding endpoint + /v1/logs.")
+    tls: TlsClientConfig = Field(default_factory=TlsClientConfig, description="TLS settings (https endpoints).")
+    headers: dict[str, str] = Field(default_factory=dict, description="Headers sent with every export.")
+    compression: Literal["gzip", "none"] = Field("gzip", description="Request compression.")
+    timeout: Duration = Field(5.0, gt=0, description="Deadline of one export attempt.")
+    retry_on_failure: RetryConfig = Field(default_factory=RetryConfig, description="Retry policy.")
+    sending_queue: SendingQueueConfig = Field(default_factory=SendingQueueConfig, description="In-memory queue.")
+
+
 class FileExporterConfig(_Model):
     path: str = Field(description="File that receives one OTLP/JSON request per line (Collector file format).")
 
@@ -222,13 +240,14 @@ class DebugExporterConfig(_Model):
 
 class ExportersConfig(_Model):
     otlp: OtlpExporterConfig | None = Field(None, description="OTLP/gRPC exporter.")
+    otlphttp: OtlpHttpExporterConfig | None = Field(None, description="OTLP/HTTP exporter (protobuf).")
     file: FileExporterConfig | None = Field(None, description="OTLP/JSON lines file exporter.")
     debug: DebugExporterConfig | None = Field(None, description="Compact console line per judged span.")
 
     @model_validator(mode="after")
     def _at_least_one(self) -> ExportersConfig:
-        if self.otlp is None and self.file is None and self.debug is None:
-            raise ValueError("configure at least one exporter (otlp, file or debug)")
+        if self.otlp is None and self.otlphttp is None and self.file is None and self.debug is None:
+            raise ValueError("configure at least one exporter (otlp, otlphttp, file or debug)")
         return self
 
 
@@ -948,6 +967,7 @@ class LoggingConfig(_Model):
 
 
 class HealthConfig(_Model):
+    metrics: bool = Field(True, description="Also serve otel-judge's own metrics at /metrics (Prometheus text format).")
     endpoint: str = Field(
         "127.0.0.1:13133",
         description="host:port of /healthz (liveness) and /readyz (readiness), as the "
