@@ -451,7 +451,7 @@ class JudgeRouter:
                     slot.tokens.take(used)
                 return reply
             if last_error is None:
-                raise RetryableError("every judge model is unavailable (circuit breakers open)")
+                raise RetryableError("every judge model is unavailable (circuit breakers open or rate limits spent)")
             if not retryable or not retry.enabled:
                 raise last_error
             wait = (

@@ -562,3 +562,33 @@ async def test_evaluation_result_events_and_attributes_are_switchable(
             "gen_ai.response.id": "chatcmpl-123",
         }
         assert events[0].time_unix_nano > 0
+
+
+async def test_a_model_over_its_rate_limit_hands_over_to_the_fallback() -> None:
+    """requests_per_minute: 1 per model, driven by a fake clock: the second call goes to the fallback,
+    the third finds both spent and fails at once; a minute later the primary takes calls again."""
+    clock = FakeClock()
+    async with (
+        FakeJudge(lambda r: "60", model="primary") as primary,
+        FakeJudge(lambda r: "61", model="backup") as backup,
+    ):
+        config = JudgeConfig(
+            model=primary.model,
+            api_base=primary.api_base,
+            api_key="sk",  # type: ignore[arg-type]
+            fallbacks=[{"model": backup.model, "api_base": backup.api_base, "api_key": "sk"}],  # type: ignore[list-item]
+            rate_limit={"requests_per_minute": 1},  # type: ignore[arg-type]
+            retry_on_failure={"max_elapsed_time": "5s"},  # type: ignore[arg-type]
+        )
+        router = JudgeRouter(config, Settings(clock=clock))
+        await router.start()
+        messages = [{"role": "user", "content": "rate"}]
+        first = await router.complete(messages)
+        second = await router.complete(messages)
+        with pytest.raises(RetryableError, match="rate limits"):
+            await router.complete(messages)
+        clock.advance(60)
+        fourth = await router.complete(messages)
+
+    assert [r.text for r in (first, second, fourth)] == ["60", "61", "60"]
+    assert (len(primary.requests), len(backup.requests)) == (2, 1)
