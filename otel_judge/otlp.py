@@ -36,35 +36,40 @@ __all__ = [
 ]
 
 
-class TraceBatch:
-    """An ``ExportTraceServiceRequest`` plus its wire bytes while they are still valid."""
+class _Batch:
+    """An OTLP export request plus its wire bytes while they are still valid (traces or logs)."""
 
-    __slots__ = ("_raw", "_request", "span_count")
+    __slots__ = ("_count", "_raw", "_request")
+    _message: Any  # the request class
+    _kind: str
 
-    def __init__(self, request: ExportTraceServiceRequest | None = None, raw: bytes | None = None) -> None:
+    def __init__(self, request: Any = None, raw: bytes | None = None) -> None:
         if request is None and raw is None:
             raise ValueError("a batch needs a request or its bytes")
         self._request = request
         self._raw = raw
-        self.span_count = -1 if request is None else count_spans(request)
+        self._count = -1 if request is None else self._counter(request)
+
+    @staticmethod
+    def _counter(request: Any) -> int:
+        raise NotImplementedError
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> TraceBatch:
-        """Decode ``raw``; :class:`MalformedError` if it is not an ``ExportTraceServiceRequest``."""
-        request = ExportTraceServiceRequest()
+    def from_bytes(cls, raw: bytes) -> Any:
+        """Decode ``raw``; :class:`MalformedError` if it is not the request this batch holds."""
+        request = cls._message()
         try:
             request.ParseFromString(raw)
         except (DecodeError, RuntimeError, ValueError) as exc:
-            raise MalformedError(f"not an OTLP ExportTraceServiceRequest: {exc}") from None
-        batch = cls(request, raw)
-        return batch
+            raise MalformedError(f"not an OTLP {cls._kind}: {exc}") from None
+        return cls(request, raw)
 
     @property
-    def request(self) -> ExportTraceServiceRequest:
+    def request(self) -> Any:
         if self._request is None:
             assert self._raw is not None
-            self._request = ExportTraceServiceRequest.FromString(self._raw)
-            self.span_count = count_spans(self._request)
+            self._request = self._message.FromString(self._raw)
+            self._count = self._counter(self._request)
         return self._request
 
     def mark_modified(self) -> None:
@@ -82,43 +87,38 @@ class TraceBatch:
         return self._raw is None
 
 
-class LogsBatch:
-    """An ``ExportLogsServiceRequest`` plus its wire bytes while they are still valid."""
+class TraceBatch(_Batch):
+    """An ``ExportTraceServiceRequest`` plus its wire bytes while they are still valid."""
 
-    __slots__ = ("_raw", "_request", "record_count")
+    __slots__ = ()
+    _message = ExportTraceServiceRequest
+    _kind = "ExportTraceServiceRequest"
+    request: ExportTraceServiceRequest
 
-    def __init__(self, request: ExportLogsServiceRequest | None = None, raw: bytes | None = None) -> None:
-        if request is None and raw is None:
-            raise ValueError("a batch needs a request or its bytes")
-        self._request = request
-        self._raw = raw
-        self.record_count = -1 if request is None else count_log_records(request)
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> LogsBatch:
-        request = ExportLogsServiceRequest()
-        try:
-            request.ParseFromString(raw)
-        except (DecodeError, RuntimeError, ValueError) as exc:
-            raise MalformedError(f"not an OTLP ExportLogsServiceRequest: {exc}") from None
-        return cls(request, raw)
+    @staticmethod
+    def _counter(request: Any) -> int:
+        return count_spans(request)
 
     @property
-    def request(self) -> ExportLogsServiceRequest:
-        if self._request is None:
-            assert self._raw is not None
-            self._request = ExportLogsServiceRequest.FromString(self._raw)
-            self.record_count = count_log_records(self._request)
-        return self._request
+    def span_count(self) -> int:
+        return self._count
 
-    def mark_modified(self) -> None:
-        self._raw = None
 
-    def to_bytes(self) -> bytes:
-        if self._raw is None:
-            assert self._request is not None
-            self._raw = self._request.SerializeToString()
-        return self._raw
+class LogsBatch(_Batch):
+    """An ``ExportLogsServiceRequest`` plus its wire bytes while they are still valid."""
+
+    __slots__ = ()
+    _message = ExportLogsServiceRequest
+    _kind = "ExportLogsServiceRequest"
+    request: ExportLogsServiceRequest
+
+    @staticmethod
+    def _counter(request: Any) -> int:
+        return count_log_records(request)
+
+    @property
+    def record_count(self) -> int:
+        return self._count
 
 
 def count_spans(request: ExportTraceServiceRequest) -> int:
