@@ -1013,14 +1013,19 @@ class Config(_Model):
     @model_validator(mode="after")
     def _not_to_itself(self) -> Config:
         """Exporting to our own receiver would loop every span forever."""
-        otlp, grpc_server = self.exporters.otlp, self.receivers.otlp.protocols.grpc
-        if otlp is not None and otlp.endpoint and grpc_server is not None:
-            target = otlp.endpoint.split("://", 1)[-1].rstrip("/")
-            if _same_listener(target, grpc_server.endpoint):
-                raise ValueError(
-                    f"exporters.otlp.endpoint {otlp.endpoint!r} is otel-judge's own receiver "
-                    f"({grpc_server.endpoint}): it would export to itself"
-                )
+        protocols = self.receivers.otlp.protocols
+        pairs = [
+            ("otlp", self.exporters.otlp.endpoint if self.exporters.otlp else None, protocols.grpc),
+            ("otlphttp", self.exporters.otlphttp.endpoint if self.exporters.otlphttp else None, protocols.http),
+        ]
+        for name, endpoint, server in pairs:
+            if endpoint and server is not None:
+                target = endpoint.split("://", 1)[-1].split("/", 1)[0]
+                if _same_listener(target, server.endpoint):
+                    raise ValueError(
+                        f"exporters.{name}.endpoint {endpoint!r} is otel-judge's own receiver "
+                        f"({server.endpoint}): it would export to itself"
+                    )
         return self
 
     @property
@@ -1160,18 +1165,32 @@ def apply_env_defaults(data: dict[str, Any], env: Mapping[str, str]) -> dict[str
     endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     headers_env = env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS")
     exporters = data.get("exporters")
-    if not isinstance(exporters, dict) or not isinstance(exporters.get("otlp"), dict):
+    if not isinstance(exporters, dict):
         return data
-    otlp = dict(exporters["otlp"])
-    if not otlp.get("endpoint") and endpoint:
-        otlp["endpoint"] = endpoint
-        if endpoint.startswith("http://") and "tls" not in otlp:
-            otlp["tls"] = {"insecure": True}
-    if headers_env:
-        merged = parse_headers_env(headers_env)
-        merged.update(otlp.get("headers") or {})
-        otlp["headers"] = merged
-    return {**data, "exporters": {**exporters, "otlp": otlp}}
+    exporters = dict(exporters)
+    if isinstance(exporters.get("otlp"), dict):
+        otlp = dict(exporters["otlp"])
+        if not otlp.get("endpoint") and endpoint:
+            otlp["endpoint"] = endpoint
+            if endpoint.startswith("http://") and "tls" not in otlp:
+                otlp["tls"] = {"insecure": True}
+        if headers_env:
+            otlp["headers"] = {**parse_headers_env(headers_env), **(otlp.get("headers") or {})}
+        exporters["otlp"] = otlp
+    if isinstance(exporters.get("otlphttp"), dict):
+        # OTLP/HTTP: the base endpoint (the SDK appends /v1/traces to it); the _TRACES_ form is a full
+        # URL already, so it fills traces_endpoint.
+        http = dict(exporters["otlphttp"])
+        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        traces = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        if not http.get("endpoint") and base:
+            http["endpoint"] = base
+        if not http.get("traces_endpoint") and not http.get("endpoint") and traces:
+            http["traces_endpoint"] = traces
+        if headers_env:
+            http["headers"] = {**parse_headers_env(headers_env), **(http.get("headers") or {})}
+        exporters["otlphttp"] = http
+    return {**data, "exporters": exporters}
 
 
 def parse_headers_env(value: str) -> dict[str, str]:

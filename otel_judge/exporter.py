@@ -3,7 +3,8 @@
 :class:`OtlpGrpcExporter` sends to any OTLP/gRPC backend through a bounded in-memory queue with
 ``num_consumers`` senders, merging queued requests (by concatenating their wire bytes, which
 protobuf defines as merging) and retrying retryable failures with capped exponential backoff and
-jitter, honouring the server's ``RetryInfo``. :class:`FileExporter` writes OTLP/JSON lines as the
+jitter, honouring the server's ``RetryInfo``; :class:`OtlpHttpExporter` does the same over OTLP/HTTP
+(protobuf), honouring ``Retry-After``. :class:`FileExporter` writes OTLP/JSON lines as the
 Collector's file exporter does; :class:`DebugExporter` prints one compact line per judged span.
 
 Admission control happens at the front door: the judging stage calls :meth:`ensure_capacity`
@@ -15,24 +16,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import email.utils
+import math
 import random
+import ssl
 import sys
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal, Protocol
 
+import aiohttp
 import grpc
+from aiohttp import hdrs
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from yarl import URL
 
-from otel_judge import semconv
+from otel_judge import __version__, semconv
 from otel_judge.component import Settings
-from otel_judge.config import OtlpExporterConfig, RetryConfig
-from otel_judge.errors import RETRYABLE_GRPC_CODES, OverloadedError, PermanentError, RetryableError
+from otel_judge.config import OtlpExporterConfig, OtlpHttpExporterConfig, RetryConfig, TlsClientConfig
+from otel_judge.errors import (
+    RETRYABLE_GRPC_CODES,
+    ConfigError,
+    OverloadedError,
+    PermanentError,
+    RetryableError,
+)
 from otel_judge.otlp import LogsBatch, TraceBatch, any_value_to_py, encode_otlp_json, iter_spans
 
-__all__ = ["DebugExporter", "Exporter", "FanOutExporter", "FileExporter", "OtlpGrpcExporter"]
+__all__ = ["DebugExporter", "Exporter", "FanOutExporter", "FileExporter", "OtlpGrpcExporter", "OtlpHttpExporter"]
 
 Signal = Literal["traces", "logs"]
 
@@ -74,7 +91,8 @@ class _Item:
 
 
 class _TooLarge(PermanentError):
-    """RESOURCE_EXHAUSTED without a RetryInfo: the backend will not take this request as it is."""
+    """RESOURCE_EXHAUSTED without a RetryInfo (gRPC), or 413 (HTTP): the backend will not take this
+    request as it is."""
 
 
 class QueuedExporter:
@@ -242,6 +260,17 @@ class QueuedExporter:
     async def _send(self, signal: Signal, payload: bytes) -> None:
         raise NotImplementedError
 
+    def _count_rejected(self, signal: Signal, reply: bytes) -> None:
+        """Count the items an ``Export*ServiceResponse``'s ``partial_success`` says were rejected."""
+        response = (ExportTraceServiceResponse if signal == "traces" else ExportLogsServiceResponse).FromString(reply)
+        partial = response.partial_success
+        rejected = getattr(partial, "rejected_spans", 0) or getattr(partial, "rejected_log_records", 0)
+        if rejected:
+            self._settings.telemetry.add("otel_judge.exporter.failed", rejected, exporter=self.name, signal=signal)
+            self._settings.logger.warning(
+                "%s: backend rejected %d %s: %s", self.name, rejected, signal, partial.error_message
+            )
+
 
 class OtlpGrpcExporter(QueuedExporter):
     """OTLP/gRPC ``TraceService/Export`` and ``LogsService/Export`` to one endpoint."""
@@ -326,14 +355,7 @@ class OtlpGrpcExporter(QueuedExporter):
             if code in RETRYABLE_GRPC_CODES:
                 raise RetryableError(message, hint) from None
             raise PermanentError(message) from None
-        response = (ExportTraceServiceResponse if signal == "traces" else ExportLogsServiceResponse).FromString(reply)
-        partial = response.partial_success
-        rejected = getattr(partial, "rejected_spans", 0) or getattr(partial, "rejected_log_records", 0)
-        if rejected:
-            self._settings.telemetry.add("otel_judge.exporter.failed", rejected, exporter=self.name, signal=signal)
-            self._settings.logger.warning(
-                "%s: backend rejected %d %s: %s", self.name, rejected, signal, partial.error_message
-            )
+        self._count_rejected(signal, reply)
 
 
 def _retry_info(error: grpc.aio.AioRpcError) -> float | None:
@@ -352,6 +374,185 @@ def _retry_info(error: grpc.aio.AioRpcError) -> float | None:
             if detail.Unpack(info):
                 return float(info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
     return None
+
+
+# --------------------------------------------------------------------------- OTLP/HTTP
+
+PROTOBUF = "application/x-protobuf"
+RETRYABLE_HTTP_STATUSES = frozenset({429, 502, 503, 504})  # OTLP/HTTP spec, "Retryable Response Codes"
+_GZIP_IN_THREAD = 64 * 1024  # compress larger payloads off the event loop (zlib releases the GIL)
+
+
+class OtlpHttpExporter(QueuedExporter):
+    """OTLP/HTTP: ``POST`` of the protobuf ``Export*ServiceRequest`` to ``/v1/traces`` and ``/v1/logs``.
+
+    Same queue, merging and retries as :class:`OtlpGrpcExporter`; responses are read as the OTLP/HTTP
+    specification says: 2xx is success (a ``partial_success`` in the body is counted as failed
+    items), 429/502/503/504 are retried (``Retry-After``, in seconds or as an HTTP date, wins over the
+    backoff), 413 splits a merged request (a single one is dropped), any other status is permanent.
+    Connection errors and timeouts (``timeout`` per attempt) are retried. Redirects are not followed,
+    so headers (credentials) never go to a host that was not configured.
+    """
+
+    name = "otlphttp"
+
+    def __init__(self, config: OtlpHttpExporterConfig, settings: Settings) -> None:
+        q = config.sending_queue
+        super().__init__(
+            queue_size=q.queue_size,
+            num_consumers=q.num_consumers,
+            max_batch_items=q.max_batch_items,
+            max_batch_bytes=q.max_batch_bytes,
+            retry=config.retry_on_failure,
+            settings=settings,
+        )
+        self._config = config
+        self._urls: dict[Signal, str] = {
+            "traces": self._url(config.traces_endpoint, config.endpoint, "/v1/traces", "traces_endpoint"),
+            "logs": self._url(config.logs_endpoint, config.endpoint, "/v1/logs", "logs_endpoint"),
+        }
+        self._headers = {
+            hdrs.USER_AGENT: f"otel-judge/{__version__}",
+            **config.headers,
+            hdrs.CONTENT_TYPE: PROTOBUF,
+        }
+        if config.compression == "gzip":
+            self._headers[hdrs.CONTENT_ENCODING] = "gzip"
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._unreachable: str | None = None  # why the last attempt could not reach the backend
+
+    @staticmethod
+    def _url(explicit: str | None, base: str | None, path: str, key: str) -> str:
+        url = explicit or (base.rstrip("/") + path if base else None)
+        if not url:
+            why = f"not set (nor exporters.otlphttp.{key}, nor OTEL_EXPORTER_OTLP_ENDPOINT)"
+            raise ConfigError([f"exporters.otlphttp.endpoint: {why}"])
+        if not url.startswith(("http://", "https://")):
+            where = f"exporters.otlphttp.{key}" if explicit else "exporters.otlphttp.endpoint"
+            raise ConfigError([f"{where}: {url!r} must start with http:// or https://"])
+        return url
+
+    @property
+    def where(self) -> str:
+        """The traces URL without credentials or query, for messages."""
+        url = URL(self._urls["traces"])
+        return str(url.with_user(None).with_password(None).with_query(None).with_fragment(None))
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready while the last attempt reached the backend *or* the queue still has room: only when
+        neither holds would a new request be refused."""
+        if self._session is None:
+            return False, f"{self.name} exporter to {self.where} is not started"
+        has_room, queue = super().ready()
+        if self._unreachable is None:
+            return True, f"{self.name} exporter to {self.where}: reachable; {queue}"
+        if has_room:
+            return True, f"{self.name} exporter to {self.where}: {self._unreachable}; {queue}"
+        return False, f"{self.name} exporter: {self.where} is unreachable ({self._unreachable}) and {queue}"
+
+    async def start(self) -> None:
+        if self._session is None:
+            needs_tls = any(url.startswith("https://") for url in self._urls.values())
+            context = client_ssl_context(self._config.tls, "exporters.otlphttp.tls") if needs_tls else None
+            connector = aiohttp.TCPConnector(ssl=context if context is not None else True)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        await super().start()
+
+    async def _close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _send(self, signal: Signal, payload: bytes) -> None:
+        if self._session is None:
+            raise RetryableError(f"{self.name} exporter is not started")
+        body = payload
+        if self._config.compression == "gzip":
+            body = await asyncio.to_thread(_gzip, payload) if len(payload) > _GZIP_IN_THREAD else _gzip(payload)
+        url = self._urls[signal]
+        try:
+            async with self._session.post(url, data=body, headers=self._headers, allow_redirects=False) as response:
+                status = response.status
+                reply = await response.read()
+                retry_after = response.headers.get(hdrs.RETRY_AFTER)
+                media = response.content_type
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # Foreign errors stop here: no response at all is always worth retrying.
+            self._unreachable = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise RetryableError(f"{self.where}: {self._unreachable}") from None
+        self._unreachable = None
+        if 200 <= status < 300:
+            if reply and media == PROTOBUF:
+                try:
+                    self._count_rejected(signal, reply)
+                except DecodeError:
+                    self._settings.logger.warning("%s: undecodable success response from %s", self.name, url)
+            return
+        message = f"HTTP {status} from {self.where}{_status_message(reply, media)}"
+        if status in RETRYABLE_HTTP_STATUSES:
+            raise RetryableError(message, parse_retry_after(retry_after, self._settings.clock.time_ns() / 1e9))
+        if status == 413:
+            raise _TooLarge(message)
+        raise PermanentError(message)
+
+
+def _gzip(data: bytes) -> bytes:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+def _status_message(reply: bytes, media: str) -> str:
+    """``": <message>"`` from a ``google.rpc.Status`` body (OTLP/HTTP failures carry one), else ``""``."""
+    if not reply or media != PROTOBUF:
+        return ""
+    try:
+        message = str(status_pb2.Status.FromString(reply).message)
+    except DecodeError:
+        return ""
+    return f": {message[:200]}" if message else ""
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds (decimals accepted) or an HTTP
+    date, relative to ``now`` (Unix seconds). ``None`` when absent or unreadable; never negative."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # HTTP dates are GMT ("-0000" parses as naive)
+            when = when.replace(tzinfo=datetime.UTC)
+        return max(when.timestamp() - now, 0.0)
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def client_ssl_context(config: TlsClientConfig, where: str) -> ssl.SSLContext:
+    """A TLS client context: the system CAs, or ``ca_file``; a client certificate for mTLS.
+    ``where`` is the YAML path of the ``tls`` block, used in errors (raised as :class:`OSError`)."""
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if config.ca_file:
+        try:
+            context.load_verify_locations(cafile=config.ca_file)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise OSError(f"{where}.ca_file: {config.ca_file} is not a readable PEM CA bundle: {exc}") from None
+    if config.cert_file and config.key_file:
+        try:
+            context.load_cert_chain(config.cert_file, config.key_file)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise OSError(
+                f"{where}: {config.cert_file} and {config.key_file} are not a readable PEM certificate and its "
+                f"private key: {exc}"
+            ) from None
+    return context
 
 
 # --------------------------------------------------------------------------- local outputs

@@ -6,6 +6,9 @@
   SHUTDOWN) *or* its queue still has room; exporters without a remote (file, debug) are always
   ready. Not ready therefore means "a new request would be refused".
 
+With ``service.health.metrics`` (on by default) the same HTTP server also serves ``GET /metrics``:
+otel-judge's own telemetry in the Prometheus text format (:meth:`Telemetry.render_prometheus`).
+
 The gRPC health service (``grpc.health.v1.Health/Check``) is served on the OTLP/gRPC port by
 :class:`otel_judge.receiver.OtlpGrpcReceiver`; its two tiny messages are encoded here by hand so no
 extra dependency is needed. ``Watch`` is not implemented (UNIMPLEMENTED), which the health-checking
@@ -19,12 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from otel_judge.component import Settings
 from otel_judge.config import HealthConfig
 from otel_judge.errors import MalformedError
 from otel_judge.exporter import FanOutExporter
+from otel_judge.telemetry import PROMETHEUS_CONTENT_TYPE
 
 __all__ = [
     "HEALTH_SERVICE",
@@ -145,7 +149,8 @@ def split_host_port(endpoint: str) -> tuple[str, int]:
 class HealthServer:
     """``GET /healthz`` (200 ``{"status": "ok"}`` while the process runs) and ``GET /readyz``
     (200 ``{"status": "ready"}``, or 503 ``{"status": "not ready", "reason": ...}``), as the
-    Collector's health_check extension on ``service.health.endpoint``."""
+    Collector's health_check extension on ``service.health.endpoint``; with ``metrics``, also
+    ``GET /metrics`` (Prometheus text format 0.0.4). ``port`` is the bound port once started."""
 
     def __init__(self, config: HealthConfig, readiness: ReadinessCheck, settings: Settings) -> None:
         self._config = config
@@ -160,6 +165,8 @@ class HealthServer:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        if self._config.metrics:
+            app.router.add_get("/metrics", self._metrics)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         host, port = split_host_port(self._config.endpoint)
@@ -190,6 +197,10 @@ class HealthServer:
         if readiness.ready:
             return _json(200, {"status": "ready", "reason": readiness.reason})
         return _json(503, {"status": "not ready", "reason": readiness.reason})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = self._settings.telemetry.render_prometheus().encode("utf-8")
+        return web.Response(status=200, body=body, headers={hdrs.CONTENT_TYPE: PROMETHEUS_CONTENT_TYPE})
 
 
 def _json(status: int, body: dict[str, str]) -> web.Response:

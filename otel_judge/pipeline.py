@@ -11,7 +11,14 @@ from otel_judge.component import Settings
 from otel_judge.config import Config, JudgeModelConfig
 from otel_judge.evaluators import Evaluator, build_evaluator
 from otel_judge.evaluators.checks import CHECK_TYPES
-from otel_judge.exporter import DebugExporter, Exporter, FanOutExporter, FileExporter, OtlpGrpcExporter
+from otel_judge.exporter import (
+    DebugExporter,
+    Exporter,
+    FanOutExporter,
+    FileExporter,
+    OtlpGrpcExporter,
+    OtlpHttpExporter,
+)
 from otel_judge.health import HealthServer, Readiness, exporter_readiness
 from otel_judge.judge import Judge, JudgeRouter, LitellmJudge
 from otel_judge.pool import JudgePool
@@ -28,6 +35,8 @@ def build_exporter(config: Config, settings: Settings) -> Exporter:
     exporters: list[Exporter] = []
     if config.exporters.otlp is not None:
         exporters.append(OtlpGrpcExporter(config.exporters.otlp, settings))
+    if config.exporters.otlphttp is not None:
+        exporters.append(OtlpHttpExporter(config.exporters.otlphttp, settings))
     if config.exporters.file is not None:
         exporters.append(FileExporter(config.exporters.file.path, settings))
     if config.exporters.debug is not None:
@@ -190,7 +199,8 @@ class Pipeline:
                 parts.append(f"OTLP/{name} on {server.endpoint}{tls}")
         parts.append(f"auth ON ({self.auth.describe()})" if self.auth is not None else "auth OFF")
         if self.config.service.health is not None:
-            parts.append(f"health on {self.config.service.health.endpoint} (/healthz, /readyz)")
+            metrics = ", /metrics" if self.config.service.health.metrics else ""
+            parts.append(f"health on {self.config.service.health.endpoint} (/healthz, /readyz{metrics})")
         if self.evaluators:
             names = ", ".join(f"{e.name} ({type(e).__name__})" for e in self.evaluators)
             policies = ", ".join(p.name for p in self.config.sampling.policies)
@@ -205,6 +215,8 @@ class Pipeline:
         exporters = self.config.exporters
         if exporters.otlp is not None:
             outs.append(f"otlp {exporters.otlp.endpoint}")
+        if exporters.otlphttp is not None:
+            outs.append(f"otlphttp {exporters.otlphttp.traces_endpoint or exporters.otlphttp.endpoint}")
         if exporters.file is not None:
             outs.append(f"file {exporters.file.path}")
         if exporters.debug is not None:

@@ -3,11 +3,14 @@
 Every counter, gauge and histogram otel-judge records is listed in :data:`INSTRUMENTS` with its
 unit, kind and description; recording an undeclared name is a programming error. Values live in
 memory (cheap: a dict update per call, never per-span logging) and are read by exporters of
-self-telemetry and by tests.
+self-telemetry (:meth:`Telemetry.render_prometheus`, served at ``/metrics``) and by tests.
 """
 
 from __future__ import annotations
 
+import math
+import re
+from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -127,6 +130,15 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
 
 _BY_NAME: Final = {i.name: i for i in INSTRUMENTS}
 
+# Upper bounds of the Prometheus histogram buckets, by unit (+Inf is implied).
+BUCKETS: Final[dict[str, tuple[float, ...]]] = {
+    "s": (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+}
+_DEFAULT_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Base-unit suffixes Prometheus names carry (OpenMetrics); annotation units such as {span} add none.
+_UNIT_SUFFIX: Final = {"s": "seconds", "By": "bytes"}
+PROMETHEUS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
 AttrKey = tuple[tuple[str, str], ...]
 
 
@@ -136,6 +148,10 @@ class Telemetry:
     def __init__(self) -> None:
         self._values: dict[str, dict[AttrKey, float]] = defaultdict(lambda: defaultdict(float))
         self._hist: dict[str, dict[AttrKey, list[float]]] = defaultdict(lambda: defaultdict(list))
+        # Cumulative bucket counts (last = +Inf, i.e. the count) and sums: unlike the sample window
+        # they never stop growing, as a Prometheus histogram's must not.
+        self._buckets: dict[str, dict[AttrKey, list[int]]] = {}
+        self._sums: dict[str, dict[AttrKey, float]] = defaultdict(lambda: defaultdict(float))
 
     @staticmethod
     def _check(name: str, kind: Kind) -> None:
@@ -153,9 +169,14 @@ class Telemetry:
 
     def record(self, name: str, value: float, **attrs: str) -> None:
         self._check(name, "histogram")
-        samples = self._hist[name][tuple(sorted(attrs.items()))]
+        key = tuple(sorted(attrs.items()))
+        samples = self._hist[name][key]
         if len(samples) < 10_000:  # bounded: a rolling window is enough for self-telemetry
             samples.append(value)
+        bounds = _bounds(name)
+        counts = self._buckets.setdefault(name, {}).setdefault(key, [0] * (len(bounds) + 1))
+        counts[bisect_left(bounds, value)] += 1  # per bucket here; made cumulative when rendered
+        self._sums[name][key] += value
 
     def value(self, name: str, **attrs: str) -> float:
         """The value of one series; with no attrs, the sum over all series of ``name``."""
@@ -169,3 +190,79 @@ class Telemetry:
 
     def samples(self, name: str) -> list[float]:
         return [v for vals in self._hist.get(name, {}).values() for v in vals]
+
+    def render_prometheus(self) -> str:
+        """Every declared instrument that has values, in the Prometheus text exposition format 0.0.4.
+
+        Names: dots become underscores; counters end in ``_total``; ``s`` and ``By`` units add
+        ``_seconds`` / ``_bytes``. Histograms have the fixed buckets of :data:`BUCKETS` for their unit.
+        Each family has ``# HELP`` (the description) and ``# TYPE``; attributes become labels.
+        """
+        lines: list[str] = []
+        for inst in INSTRUMENTS:
+            name = prometheus_name(inst)
+            if inst.kind == "histogram":
+                series = sorted(self._buckets.get(inst.name, {}).items())
+                if not series:
+                    continue
+                lines += [f"# HELP {name} {_escape_help(inst.description)}", f"# TYPE {name} histogram"]
+                bounds = _bounds(inst.name)
+                sums = self._sums[inst.name]
+                for key, counts in series:
+                    cumulative = 0
+                    for bound, count in zip((*bounds, math.inf), counts, strict=True):
+                        cumulative += count
+                        lines.append(f"{name}_bucket{_labels(key, ('le', _format(bound)))} {cumulative}")
+                    lines.append(f"{name}_sum{_labels(key)} {_format(sums[key])}")
+                    lines.append(f"{name}_count{_labels(key)} {cumulative}")
+                continue
+            values = sorted(self._values.get(inst.name, {}).items())
+            if not values:
+                continue
+            lines += [f"# HELP {name} {_escape_help(inst.description)}", f"# TYPE {name} {inst.kind}"]
+            lines += [f"{name}{_labels(key)} {_format(value)}" for key, value in values]
+        return "\n".join(lines) + "\n" if lines else ""
+
+
+def _bounds(name: str) -> tuple[float, ...]:
+    return BUCKETS.get(_BY_NAME[name].unit, _DEFAULT_BUCKETS)
+
+
+def prometheus_name(inst: Instrument) -> str:
+    """``otel_judge.receiver.spans`` (counter) -> ``otel_judge_receiver_spans_total``."""
+    name = _sanitize(inst.name)
+    suffix = _UNIT_SUFFIX.get(inst.unit)
+    if suffix and not name.endswith("_" + suffix):
+        name += "_" + suffix
+    return name + "_total" if inst.kind == "counter" else name
+
+
+def _sanitize(name: str) -> str:
+    name = re.sub(r"[^a-zA-Z0-9_]", "_", name)
+    return "_" + name if name[:1].isdigit() else name
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(key: AttrKey, *extra: tuple[str, str]) -> str:
+    pairs = [*key, *extra]
+    if not pairs:
+        return ""
+    return "{" + ",".join(f'{_sanitize(k)}="{_escape_label(str(v))}"' for k, v in pairs) + "}"
+
+
+def _format(value: float) -> str:
+    """A sample value as Prometheus writes it: ``3``, ``0.25``, ``+Inf``, ``NaN``."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 2**53:
+        return str(int(value))
+    return repr(float(value))

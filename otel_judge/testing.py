@@ -2,6 +2,8 @@
 
 * :class:`SpanSink`: a real OTLP/gRPC server on 127.0.0.1 that records every request it receives,
   and can be told to fail the next calls (to exercise retries).
+* :class:`HttpSpanSink`: the same over OTLP/HTTP (protobuf, gzip too), failing with HTTP statuses
+  and ``Retry-After``, refusing bodies over a size with 413, and recording request headers.
 * :class:`FakeJudge`: a real HTTP server on 127.0.0.1 speaking the OpenAI chat-completions API,
   whose answer is scripted per request (a function of the prompt it received), so the real litellm
   code path runs against it.
@@ -12,9 +14,12 @@ Both are async context managers; waiting is event-based (``wait_for_spans``), ne
 from __future__ import annotations
 
 import asyncio
+import gzip
 import inspect
 import re
+import ssl
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +39,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from otel_judge.otlp import attributes_to_dict, iter_log_records, iter_spans
 
-__all__ = ["FakeJudge", "JudgeAnswer", "JudgeRequest", "ReceivedSpan", "SpanSink"]
+__all__ = ["FakeJudge", "HttpAttempt", "HttpSpanSink", "JudgeAnswer", "JudgeRequest", "ReceivedSpan", "SpanSink"]
 
 
 @dataclass(frozen=True)
@@ -54,18 +59,50 @@ class ReceivedSpan:
         return self.span.trace_id.hex(), self.span.span_id.hex()
 
 
-class SpanSink:
+class _Recorder:
+    """What both sinks record, and the event-based waits on it."""
+
+    def __init__(self) -> None:
+        self.trace_requests: list[ExportTraceServiceRequest] = []
+        self.log_requests: list[ExportLogsServiceRequest] = []
+        self._changed: asyncio.Condition | None = None
+
+    async def _notify(self) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self._changed.notify_all()
+
+    def spans(self) -> list[ReceivedSpan]:
+        return [
+            ReceivedSpan(rs.resource, ss.scope, span)
+            for req in self.trace_requests
+            for rs, ss, span in iter_spans(req.resource_spans)
+        ]
+
+    def log_records(self) -> list[Any]:
+        return [rec for req in self.log_requests for _, _, rec in iter_log_records(req.resource_logs)]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+        """Wait until ``predicate()`` holds after a received request; TimeoutError otherwise."""
+        assert self._changed is not None
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+
+    async def wait_for_spans(self, count: int, timeout: float = 15.0) -> list[ReceivedSpan]:
+        await self.wait_for(lambda: len(self.spans()) >= count, timeout)
+        return self.spans()
+
+
+class SpanSink(_Recorder):
     """An OTLP/gRPC server (traces and logs) that records what reaches it."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, max_receive_bytes: int = 4 * 1024 * 1024) -> None:
+        super().__init__()
         self._address = f"{host}:{port}"
         self._max_receive = max_receive_bytes
         self._server: grpc.aio.Server | None = None
         self.port: int | None = None
-        self.trace_requests: list[ExportTraceServiceRequest] = []
-        self.log_requests: list[ExportLogsServiceRequest] = []
         self.metadata: list[dict[str, str]] = []
-        self._changed: asyncio.Condition | None = None
         self._failures: list[tuple[grpc.StatusCode, float | None]] = []
 
     @property
@@ -139,30 +176,145 @@ class SpanSink:
         await self._notify()
         return bytes(ExportLogsServiceResponse().SerializeToString())
 
-    async def _notify(self) -> None:
-        assert self._changed is not None
-        async with self._changed:
-            self._changed.notify_all()
 
-    def spans(self) -> list[ReceivedSpan]:
-        return [
-            ReceivedSpan(rs.resource, ss.scope, span)
-            for req in self.trace_requests
-            for rs, ss, span in iter_spans(req.resource_spans)
-        ]
+@dataclass(frozen=True)
+class HttpAttempt:
+    """One request that reached :class:`HttpSpanSink`: path, headers, arrival time and the status sent."""
 
-    def log_records(self) -> list[Any]:
-        return [rec for req in self.log_requests for _, _, rec in iter_log_records(req.resource_logs)]
+    path: str
+    headers: dict[str, str]
+    at: float  # time.monotonic() on arrival
+    status: int
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-        """Wait until ``predicate()`` holds after a received request; TimeoutError otherwise."""
-        assert self._changed is not None
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
 
-    async def wait_for_spans(self, count: int, timeout: float = 15.0) -> list[ReceivedSpan]:
-        await self.wait_for(lambda: len(self.spans()) >= count, timeout)
-        return self.spans()
+class HttpSpanSink(_Recorder):
+    """An OTLP/HTTP server (``POST /v1/traces``, ``POST /v1/logs``; protobuf, identity or gzip) that
+    records what reaches it, with the same reading API as :class:`SpanSink`.
+
+    ``attempts`` lists every request (failed ones too); ``headers`` the headers of each accepted
+    export. A decoded body larger than ``max_body_bytes`` is answered 413; :meth:`fail_next`
+    scripts failures, :meth:`disconnect_next` dropped connections, :meth:`reject_next` a
+    ``partial_success``. With ``ssl_context`` it serves HTTPS.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_body_bytes: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__()
+        self._host, self._port = host, port
+        self._max_body = max_body_bytes
+        self._ssl = ssl_context
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+        self.headers: list[dict[str, str]] = []
+        self.attempts: list[HttpAttempt] = []
+        self._failures: list[tuple[int, float | str | None]] = []  # status 0: drop the connection
+        self._rejections: list[tuple[int, str]] = []
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL (``exporters.otlphttp.endpoint``)."""
+        return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> HttpSpanSink:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self._changed = asyncio.Condition()
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_post("/v1/traces", self._traces)
+        app.router.add_post("/v1/logs", self._logs)
+        self._runner = web.AppRunner(app, access_log=None, auto_decompress=False)  # gzip is checked here
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl).start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def fail_next(self, times: int, status: int = 503, retry_after: float | str | None = None) -> None:
+        """Answer the next ``times`` requests with ``status`` (and ``Retry-After``: seconds or an HTTP date)."""
+        self._failures.extend([(status, retry_after)] * times)
+
+    def disconnect_next(self, times: int) -> None:
+        """Close the connection of the next ``times`` requests without answering (recorded as status 0)."""
+        self._failures.extend([(0, None)] * times)
+
+    def stop_failing(self) -> None:
+        """Forget the failures still scripted by :meth:`fail_next` and :meth:`disconnect_next`."""
+        self._failures.clear()
+
+    def reject_next(self, rejected: int, message: str = "sink rejected some") -> None:
+        """Accept the next request but answer 200 with a ``partial_success`` of ``rejected`` items."""
+        self._rejections.append((rejected, message))
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        return await self._handle(request, "traces")
+
+    async def _logs(self, request: web.Request) -> web.Response:
+        return await self._handle(request, "logs")
+
+    async def _handle(self, request: web.Request, signal: str) -> web.Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        raw = await request.read()
+        status, reply, extra = self._answer(headers, raw, signal)
+        self.attempts.append(HttpAttempt(request.path, headers, time.monotonic(), status))
+        if status == 200:
+            self.headers.append(headers)
+        await self._notify()
+        if status == 0 and request.transport is not None:
+            request.transport.close()  # the reply below is then never written: the client sees a disconnect
+        return web.Response(status=status or 503, body=reply, content_type="application/x-protobuf", headers=extra)
+
+    def _answer(self, headers: dict[str, str], raw: bytes, signal: str) -> tuple[int, bytes, dict[str, str]]:
+        """``(status, body, headers)`` for one request; records it when accepted."""
+        if self._failures:
+            status, retry_after = self._failures.pop(0)
+            extra: dict[str, str] = {}
+            if retry_after is not None:
+                extra["Retry-After"] = retry_after if isinstance(retry_after, str) else f"{retry_after:g}"
+            return status, _status(14 if status in (502, 503, 504) else 8, "sink told to fail"), extra
+        if headers.get("content-type", "").split(";")[0].strip() != "application/x-protobuf":
+            return 415, _status(3, f"unsupported Content-Type {headers.get('content-type')!r}"), {}
+        encoding = headers.get("content-encoding", "identity").lower()
+        if encoding == "gzip":
+            try:
+                raw = gzip.decompress(raw)
+            except (OSError, EOFError, zlib.error) as exc:
+                return 400, _status(3, f"bad gzip: {exc}"), {}
+        elif encoding != "identity":
+            return 415, _status(3, f"unsupported Content-Encoding {encoding!r}"), {}
+        if self._max_body is not None and len(raw) > self._max_body:
+            return 413, _status(8, f"body of {len(raw)} bytes exceeds {self._max_body}"), {}
+        rejected, message = self._rejections.pop(0) if self._rejections else (0, "")
+        if signal == "traces":
+            self.trace_requests.append(ExportTraceServiceRequest.FromString(raw))
+            trace_reply = ExportTraceServiceResponse()
+            if rejected:
+                trace_reply.partial_success.rejected_spans = rejected
+                trace_reply.partial_success.error_message = message
+            return 200, trace_reply.SerializeToString(), {}
+        self.log_requests.append(ExportLogsServiceRequest.FromString(raw))
+        logs_reply = ExportLogsServiceResponse()
+        if rejected:
+            logs_reply.partial_success.rejected_log_records = rejected
+            logs_reply.partial_success.error_message = message
+        return 200, logs_reply.SerializeToString(), {}
+
+
+def _status(code: int, message: str) -> bytes:
+    """A serialised ``google.rpc.Status`` (the OTLP/HTTP failure body)."""
+    return bytes(status_pb2.Status(code=code, message=message).SerializeToString())
 
 
 # --------------------------------------------------------------------------- fake judge

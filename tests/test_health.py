@@ -156,7 +156,7 @@ async def test_healthz_and_readyz_when_all_is_well(sink: SpanSink, session: aioh
     async with running(config) as pipeline:
         live = await probe(session, pipeline.health_port, "/healthz")
         ready = await probe(session, pipeline.health_port, "/readyz")
-        assert "health on 127.0.0.1:0 (/healthz, /readyz)" in pipeline.describe()
+        assert "health on 127.0.0.1:0 (/healthz, /readyz, /metrics)" in pipeline.describe()
 
     assert live == (200, {"status": "ok"})
     assert ready[0] == 200
