@@ -3,8 +3,10 @@
 ``python -m bench.fake_judge --latency 0.05`` listens on 127.0.0.1 (ephemeral port), prints
 ``ready <port>`` and answers ``POST /v1/chat/completions`` after sleeping ``latency`` seconds with a
 ``chat.completion`` whose content is ``"75"`` and a usage block (the reply
-:class:`otel_judge.testing.FakeJudge` gives, without recording or parsing the request, so the
-harness spends as little CPU as possible). ``GET /stats`` returns ``{"requests": n, "in_flight": n}``.
+:class:`otel_judge.testing.FakeJudge` gives, without parsing the request (it only keeps a reference
+to the last one), so the harness spends as little CPU as possible). ``GET /stats`` returns
+``{"requests": n, "in_flight": n}``; ``GET /last`` the last request as received (``{"path",
+"headers", "body"}``), so another client can send exactly what otel-judge sends.
 """
 
 from __future__ import annotations
@@ -26,16 +28,18 @@ class FakeJudgeServer:
         self.latency = latency
         self.requests = 0
         self.in_flight = 0
+        self.last: tuple[web.Request, bytes] | None = None
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._complete)
         app.router.add_post("/chat/completions", self._complete)
         app.router.add_get("/stats", self._stats)
+        app.router.add_get("/last", self._last)
         return app
 
     async def _complete(self, request: web.Request) -> web.Response:
-        await request.read()
+        self.last = (request, await request.read())
         self.in_flight += 1
         try:
             await asyncio.sleep(self.latency)  # the judge model "thinking"
@@ -54,6 +58,12 @@ class FakeJudgeServer:
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response({"requests": self.requests, "in_flight": self.in_flight})
+
+    async def _last(self, request: web.Request) -> web.Response:
+        if self.last is None:
+            return web.json_response({}, status=404)
+        last, body = self.last
+        return web.json_response({"path": last.path, "headers": dict(last.headers), "body": body.decode()})
 
 
 async def serve(latency: float) -> None:

@@ -8,6 +8,8 @@
 * open loop (``--rate R``): R requests per second on a fixed schedule, at most ``--concurrency`` in
   flight (a send that finds no free slot is counted as skipped, not queued).
 
+``--max-requests N`` also stops it after N requests were sent (a bound in count as well as time).
+
 A request answered RESOURCE_EXHAUSTED (the target pushing back) is counted as rejected and the
 caller backs off 10 ms; it is not re-sent. At the end it prints one JSON line: the measurement
 window (wall-clock ns) and what was sent in it.
@@ -30,6 +32,7 @@ from bench.payloads import TRACE_EXPORT_METHOD, Template, build_templates
 
 __all__ = ["LoadResult"]
 
+MAX_SECONDS = 180
 _BACKOFF = 0.010
 _CALL_TIMEOUT = 10.0
 
@@ -45,6 +48,8 @@ class LoadResult:
     round_trip_ms: list[float] = field(default_factory=list)  # accepted calls sent in the window
     skipped: int = 0  # open loop: no free slot at the scheduled time
     late: int = 0  # open loop: sent more than 5 ms after the scheduled time
+    sent: int = 0  # requests sent (whole run)
+    finished_ns: int = 0  # when the last request was sent
 
     def summary(self) -> dict[str, object]:
         rtt = sorted(self.round_trip_ms)
@@ -62,19 +67,33 @@ class LoadResult:
             "round_trip_ms": {"p50": pct(0.50), "p99": pct(0.99)},
             "skipped": self.skipped,
             "late": self.late,
+            "sent": self.sent,
+            "finished_ns": self.finished_ns,
+            "process_cpu_s": time.process_time(),  # its own CPU time so far (it is gone when read from outside)
         }
 
 
 class LoadGenerator:
-    def __init__(self, templates: list[Template], call: grpc.aio.UnaryUnaryMultiCallable, result: LoadResult) -> None:
+    def __init__(
+        self,
+        templates: list[Template],
+        call: grpc.aio.UnaryUnaryMultiCallable,
+        result: LoadResult,
+        max_requests: int = 0,
+    ) -> None:
         self._templates = itertools.cycle(templates)
         self._call = call
         self._result = result
+        self._max_requests = max_requests or None  # None: bounded in time only
+
+    def _may_send(self) -> bool:
+        return self._max_requests is None or self._result.sent < self._max_requests
 
     async def send_one(self) -> None:
         template = next(self._templates)
         buf = template.with_trace_ids(os.urandom(8 * template.trace_count))
         sent_ns = time.time_ns()
+        self._result.finished_ns = sent_ns
         payload = template.set_times(buf, sent_ns)
         started = time.perf_counter()
         try:
@@ -94,7 +113,8 @@ class LoadGenerator:
 
     async def closed_loop(self, stop_at: float, concurrency: int) -> None:
         async def caller() -> None:
-            while time.perf_counter() < stop_at:
+            while time.perf_counter() < stop_at and self._may_send():
+                self._result.sent += 1
                 await self.send_one()
 
         await asyncio.gather(*(caller() for _ in range(concurrency)))
@@ -103,7 +123,7 @@ class LoadGenerator:
         in_flight: set[asyncio.Task[None]] = set()
         for i in itertools.count():
             due = start + i / rate
-            if due >= stop_at:
+            if due >= stop_at or not self._may_send():
                 break
             delay = due - time.perf_counter()
             if delay > 0:
@@ -113,6 +133,7 @@ class LoadGenerator:
             if len(in_flight) >= concurrency:
                 self._result.skipped += 1
                 continue
+            self._result.sent += 1
             task = asyncio.create_task(self.send_one())
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
@@ -132,7 +153,7 @@ async def run(args: argparse.Namespace) -> LoadResult:
             spans_per_request=args.batch,
         )
         print(f"start {start_ns}", flush=True)
-        generator = LoadGenerator(templates, channel.unary_unary(TRACE_EXPORT_METHOD), result)
+        generator = LoadGenerator(templates, channel.unary_unary(TRACE_EXPORT_METHOD), result, args.max_requests)
         stop_at = start + args.warmup + args.measure + args.cooldown
         if args.rate > 0:
             await generator.open_loop(start, stop_at, args.rate, args.concurrency)
@@ -154,9 +175,10 @@ def main() -> None:
     parser.add_argument("--cooldown", type=float, default=0.5, help="seconds sent after the window")
     parser.add_argument("--templates", type=int, default=16, help="distinct requests to cycle through")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--max-requests", type=int, default=0, help="stop after this many requests (0: no limit)")
     args = parser.parse_args()
-    if not 0 < args.warmup + args.measure + args.cooldown <= 120:
-        parser.error("the run must last between 0 and 120 seconds")  # every load loop is bounded
+    if not 0 < args.warmup + args.measure + args.cooldown <= MAX_SECONDS:
+        parser.error(f"the run must last between 0 and {MAX_SECONDS} seconds")  # every load loop is bounded
     result = asyncio.run(run(args))
     print(json.dumps(result.summary()), flush=True)
 

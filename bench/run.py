@@ -11,33 +11,34 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import grpc
-import yaml
-
-from bench.procs import ROOT, Child, ChildError, child_env
+from bench.common import (
+    PYTHON,
+    RESULTS,
+    busy_cpu_seconds,
+    environment,
+    free_port,
+    judge_requests,
+    otel_judge_config,
+    serve_otel_judge,
+    sink_stats,
+    sleep_until_ns,
+)
+from bench.judgepool import PoolPlan, pool_report, run_judge_pool
+from bench.procs import ROOT, Child, ChildError
 from bench.report import derive, report
-from bench.sink import STATS_METHOD
+from bench.tailbuffer import BufferPlan, buffer_report, run_buffer
 
-PYTHON = sys.executable
-OTEL_JUDGE = str(Path(sys.executable).with_name("otel-judge"))
-RESULTS = ROOT / "bench" / "results"
 # otel-judge holds LLM-call spans until its sampling decision (sampling.decision_wait, 5 s by
 # default): its window starts after the first decisions, so the released spans are counted.
 OTEL_JUDGE_WARMUP = 6.0
@@ -101,71 +102,6 @@ def plan(quick: bool, light: tuple[float, int], moderate: tuple[float, int]) -> 
     return out
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def sleep_until_ns(wall_ns: int) -> None:
-    delay = (wall_ns - time.time_ns()) / 1e9
-    if delay > 0:
-        time.sleep(delay)
-
-
-def busy_cpu_seconds() -> float:
-    """CPU seconds the whole machine has spent not idle (``/proc/stat``), to see foreign load."""
-    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
-    user, nice, system, irq, softirq = ticks[0], ticks[1], ticks[2], ticks[5], ticks[6]
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-
-
-def sink_stats(port: int, from_ns: int, to_ns: int) -> dict[str, Any]:
-    query = json.dumps({"from_ns": from_ns, "to_ns": to_ns}).encode()
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        reply = channel.unary_unary(STATS_METHOD)(query, timeout=30.0)
-    stats: dict[str, Any] = json.loads(reply)
-    return stats
-
-
-def judge_requests(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5.0) as response:
-        return int(json.load(response)["requests"])
-
-
-def otel_judge_config(
-    port: int, sink_port: int, judge_port: int, sampling: float, judge_concurrency: int = 64
-) -> dict[str, Any]:
-    """The config of a scenario: plaintext and uncompressed export, as the forwarder does."""
-    return {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{port}", "max_recv_msg_size_mib": 64}}}},
-        "exporters": {
-            "otlp": {
-                "endpoint": f"127.0.0.1:{sink_port}",
-                "tls": {"insecure": True},
-                "compression": "none",
-                "timeout": "10s",
-            }
-        },
-        "sampling": {
-            "policies": [{"name": "bench", "type": "probabilistic", "probabilistic": {"sampling_percentage": sampling}}]
-        },
-        "judge": {
-            "model": "openai/fake-judge",
-            "api_base": f"http://127.0.0.1:{judge_port}/v1",
-            "api_key": "sk-bench",
-            "max_concurrency": judge_concurrency,
-            "queue_size": 50_000,
-            "timeout": "10s",
-            "max_hold": "60s",
-        },
-        "service": {"shutdown_grace": "2s", "logs": {"level": "warning"}},
-    }
-
-
 @contextlib.contextmanager
 def start_target(
     scenario: Scenario, sink_port: int, judge_port: int | None, options: Options
@@ -185,10 +121,7 @@ def start_target(
     # At 0% the judge is never called; its address then points at a port nobody listens on.
     judge = judge_port or free_port()
     data = otel_judge_config(port, sink_port, judge, scenario.sampling or 0.0, options.judge_concurrency)
-    config.write_text(yaml.safe_dump(data))
-    with Child("otel-judge", [OTEL_JUDGE, "serve", "--config", str(config)]) as child:
-        child.wait_line("otel-judge: ", stream="stderr")  # its one start-up line
-        child.wait_idle()  # litellm is imported in a thread after start-up
+    with serve_otel_judge(data, config) as child:
         yield child, port
 
 
@@ -256,50 +189,8 @@ def run_scenario(scenario: Scenario, timing: Timing, options: Options) -> dict[s
     }
 
 
-def environment() -> dict[str, Any]:
-    from google.protobuf import __version__ as protobuf_version
-    from google.protobuf.internal import api_implementation
-
-    def output(*argv: str, cwd: Path = ROOT) -> str:
-        return subprocess.run(
-            argv, cwd=cwd, env=child_env(), capture_output=True, text=True, check=False
-        ).stdout.strip()
-
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    # What `otel-judge serve` imports: this tree, or another one put first on PYTHONPATH.
-    source = Path(output(PYTHON, "-c", "import otel_judge; print(otel_judge.__path__[0])", cwd=Path("/")))
-    in_tree = source.is_relative_to(ROOT)
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(),
-        "cpu_model": next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), "?"),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-        "protobuf": f"{protobuf_version} ({api_implementation.Type()})",
-        "git_commit": output("git", "rev-parse", "--short", "HEAD"),
-        "otel_judge_path": str(source),
-        "otel_judge_changed_since_commit": (
-            bool(output("git", "status", "--porcelain", "--", "otel_judge")) if in_tree else None
-        ),
-    }
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="smoke run: fewer scenarios, shorter windows")
-    parser.add_argument("--only", help="run only the scenarios whose key contains this text")
-    parser.add_argument("--concurrency", type=int, default=16, help="calls in flight in the throughput scenarios")
-    parser.add_argument("--judge-latency", type=float, default=0.05, help="seconds the fake judge takes to answer")
-    parser.add_argument(
-        "--repeat", type=int, default=1, help="run the plan N times; tables show the least disturbed run"
-    )
-    parser.add_argument(
-        "--judge-concurrency", type=int, default=64, help="otel-judge's judge.max_concurrency (its default: 64)"
-    )
-    parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the target in each window into DIR")
-    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json", help="where to write the JSON results")
-    args = parser.parse_args()
+def run_plan(args: argparse.Namespace) -> int:
+    """The default run: throughput and delay scenarios (tables, ``bench/results/latest.json``)."""
     throughput_timing = Timing(warmup=2.0, measure=3.0 if args.quick else 8.0)
     delay_timing = Timing(warmup=2.0, measure=3.0 if args.quick else 6.0)
     light, moderate = (16.0, 16), (100.0, 64)  # (requests/s, spans/request)
@@ -340,11 +231,135 @@ def main() -> int:
         "results": results,
         "table": table,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=2) + "\n")
-    shown = args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out
-    print(f"\nwrote {shown} in {document['parameters']['wall_s']}s", file=sys.stderr)
+    write(args.out or RESULTS / "latest.json", document)
     return 0
+
+
+def run_sampling(args: argparse.Namespace) -> int:
+    """``--sampling``: the tail-sampling buffer at ~50,000 traces in flight, then 1,000,000 traces."""
+    buffer_plan = BufferPlan(
+        traces_per_s=args.sampling_rate,
+        decision_wait=args.sampling_wait,
+        warmup=args.sampling_wait + 3.0,  # decisions under way before the window
+        policy=args.sampling_policy,
+        max_held_spans=args.sampling_max_held,
+        total_traces=200_000 if args.quick else args.sampling_traces,
+        max_seconds=40.0 if args.quick else 150.0,
+        quick=args.quick,
+    )
+    started = time.perf_counter()
+    print(f"tail buffer: {buffer_plan.traces_per_s:,.0f} traces/s ...", end=" ", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="otel-judge-bench-") as workdir:
+        try:
+            result = run_buffer(buffer_plan, Path(workdir))
+        except ChildError as exc:
+            print(f"failed\n{exc}", file=sys.stderr)
+            return 1
+    print(f"{result['traces_sent']:,} traces", file=sys.stderr, flush=True)
+    table = buffer_report(result)
+    print(table)
+    document = {
+        "environment": environment(),
+        "parameters": {"wall_s": round(time.perf_counter() - started, 1)},
+        "result": result,
+        "table": table,
+    }
+    write(args.out or RESULTS / "tail-buffer.json", document)
+    return 0
+
+
+def run_pool(args: argparse.Namespace) -> int:
+    """``--judge-pool``: judge calls/s and CPU per judgment, otel-judge's pool vs plain httpx."""
+    pool_plan = PoolPlan(
+        concurrencies=tuple(int(c) for c in args.pool_concurrency.split(",")),
+        latencies=tuple(float(lat) for lat in args.pool_latency.split(",")),
+        calls=500 if args.quick else args.pool_calls,
+    )
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="otel-judge-bench-") as workdir:
+        try:
+            results = run_judge_pool(pool_plan, Path(workdir), lambda text: print(text, end="", file=sys.stderr))
+        except ChildError as exc:
+            print(f"failed\n{exc}", file=sys.stderr)
+            return 1
+    table = pool_report(results)
+    print(table)
+    document = {
+        "environment": environment(),
+        "parameters": asdict(pool_plan) | {"wall_s": round(time.perf_counter() - started, 1)},
+        "results": results,
+        "table": table,
+    }
+    write(args.out or RESULTS / "judge-pool.json", document)
+    return 0
+
+
+def write(out: Path, document: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    print(f"\nwrote {shown} in {document['parameters']['wall_s']}s", file=sys.stderr)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer scenarios, shorter windows")
+    parser.add_argument("--only", help="run only the scenarios whose key contains this text")
+    parser.add_argument("--concurrency", type=int, default=16, help="calls in flight in the throughput scenarios")
+    parser.add_argument("--judge-latency", type=float, default=0.05, help="seconds the fake judge takes to answer")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run the plan N times; tables show the least disturbed run"
+    )
+    parser.add_argument(
+        "--judge-concurrency", type=int, default=64, help="otel-judge's judge.max_concurrency (its default: 64)"
+    )
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the target in each window into DIR")
+    parser.add_argument(
+        "--out", type=Path, help="where to write the JSON results (default: bench/results/<measurement>.json)"
+    )
+    extra = parser.add_argument_group("separate measurements (not part of the default run)")
+    extra.add_argument(
+        "--sampling", action="store_true", help="tail-sampling buffer: ~50k traces in flight, then 1M traces"
+    )
+    extra.add_argument("--sampling-rate", type=float, default=10_000.0, help="--sampling: traces/s offered")
+    extra.add_argument(
+        "--sampling-wait", type=float, default=5.0, help="--sampling: decision_wait (and after root) in s"
+    )
+    extra.add_argument(
+        "--sampling-policy",
+        choices=("root", "span"),
+        default="root",
+        help="--sampling: root = string_attribute on root.http.route (traces held); span = probabilistic 0%% "
+        "(baseline: decided on arrival, nothing held)",
+    )
+    extra.add_argument("--sampling-traces", type=int, default=1_000_000, help="--sampling: traces sent at most")
+    extra.add_argument(
+        "--sampling-max-held",
+        type=int,
+        default=100_000,
+        help="--sampling: sampling.max_held_spans (otel-judge's default: 10,000)",
+    )
+    extra.add_argument(
+        "--judge-pool", action="store_true", help="judge calls/s and CPU per call: otel-judge vs httpx, aiohttp"
+    )
+    extra.add_argument(
+        "--pool-calls", type=int, default=2000, help="--judge-pool: calls per point (at least 3 x concurrency)"
+    )
+    extra.add_argument("--pool-concurrency", default="64,256,1024", help="--judge-pool: concurrencies, comma-separated")
+    extra.add_argument(
+        "--pool-latency", default="0.05,0.5", help="--judge-pool: fake judge latencies (s), comma-separated"
+    )
+    args = parser.parse_args()
+    if args.sampling and args.judge_pool and args.out:
+        parser.error("--out with both --sampling and --judge-pool: run them one at a time")
+    if not (args.sampling or args.judge_pool):
+        return run_plan(args)
+    code = 0
+    if args.sampling:
+        code = run_sampling(args)
+    if args.judge_pool and code == 0:
+        code = run_pool(args)
+    return code
 
 
 if __name__ == "__main__":

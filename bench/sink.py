@@ -7,7 +7,9 @@
   plain spans, GenAI spans (kind CLIENT) and judged GenAI spans (``otel_judge.evaluation.status``
   ``evaluated``), and the count of each status;
 * ``/bench.Sink/Stats``: JSON ``{"from_ns": .., "to_ns": ..}`` in, JSON statistics of the requests
-  that arrived in that window out.
+  that arrived in that window out;
+* ``/bench.Sink/Progress``: running totals since start (spans, plain spans, GenAI spans, requests),
+  cheap enough to poll every second during a long run.
 
 Delays are kept as (delay, span count) pairs per distinct send time, not one sample per span.
 """
@@ -29,9 +31,10 @@ from bench.lifecycle import until_terminated
 from bench.payloads import GENAI_KIND
 from otel_judge import semconv
 
-__all__ = ["STATS_METHOD", "Arrival", "SpanRecorder", "weighted_percentiles"]
+__all__ = ["PROGRESS_METHOD", "STATS_METHOD", "Arrival", "SpanRecorder", "weighted_percentiles"]
 
 STATS_METHOD = "/bench.Sink/Stats"
+PROGRESS_METHOD = "/bench.Sink/Progress"
 _STATUS_KEY = semconv.OTEL_JUDGE_EVALUATION_STATUS
 _EVALUATED = "evaluated"
 _NO_STATUS = "(none)"
@@ -54,6 +57,8 @@ class Arrival:
 class SpanRecorder:
     def __init__(self) -> None:
         self.arrivals: list[Arrival] = []
+        self.total_spans = 0
+        self.total_genai = 0
 
     def record(self, raw: bytes) -> None:
         arrival_ns = time.time_ns()
@@ -79,6 +84,17 @@ class SpanRecorder:
                     if status == _EVALUATED:
                         evaluated[span.end_time_unix_nano] += 1
         self.arrivals.append(entry)
+        self.total_spans += entry.spans
+        self.total_genai += entry.genai
+
+    def progress(self) -> dict[str, Any]:
+        return {
+            "time_ns": time.time_ns(),
+            "requests": len(self.arrivals),
+            "spans": self.total_spans,
+            "genai_spans": self.total_genai,
+            "plain_spans": self.total_spans - self.total_genai,
+        }
 
     def stats(self, from_ns: int, to_ns: int) -> dict[str, Any]:
         window = [a for a in self.arrivals if from_ns <= a.arrival_ns < to_ns]
@@ -134,6 +150,9 @@ async def serve(port: int, max_recv_mib: int) -> None:
         query = json.loads(raw)
         return json.dumps(recorder.stats(int(query["from_ns"]), int(query["to_ns"]))).encode()
 
+    async def progress(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return json.dumps(recorder.progress()).encode()
+
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", max_recv_mib * 1024 * 1024), ("grpc.so_reuseport", 0)]
     )
@@ -143,7 +162,13 @@ async def serve(port: int, max_recv_mib: int) -> None:
                 "opentelemetry.proto.collector.trace.v1.TraceService",
                 {"Export": grpc.unary_unary_rpc_method_handler(export)},
             ),
-            grpc.method_handlers_generic_handler("bench.Sink", {"Stats": grpc.unary_unary_rpc_method_handler(stats)}),
+            grpc.method_handlers_generic_handler(
+                "bench.Sink",
+                {
+                    "Stats": grpc.unary_unary_rpc_method_handler(stats),
+                    "Progress": grpc.unary_unary_rpc_method_handler(progress),
+                },
+            ),
         )
     )
     port = server.add_insecure_port(f"127.0.0.1:{port}")

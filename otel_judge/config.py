@@ -554,7 +554,7 @@ class SamplingConfig(_Model):
         "Default: one probabilistic policy at 10%.",
     )
     max_held_spans: int = Field(
-        10_000, gt=0, description="GenAI spans held (awaiting decision or judgment) at most; beyond, skipped_overload."
+        50_000, gt=0, description="GenAI spans held (awaiting decision or judgment) at most; beyond, skipped_overload."
     )
     decision_wait: Duration = Field(
         5.0,

@@ -114,8 +114,11 @@ class TraceSummary:
         if needs.status:
             self.status_codes.add(int(span.status.code))
         if needs.root and not span.parent_span_id:
-            self.root = {kv.key: any_value_to_py(kv.value) for kv in span.attributes}
-            self.root_resource = {kv.key: any_value_to_py(kv.value) for kv in resource.attributes} if resource else {}
+            # Only the keys some policy looks up: this record lives for every trace in flight.
+            keys = needs.root_keys
+            self.root = {kv.key: any_value_to_py(kv.value) for kv in span.attributes if kv.key in keys}
+            attrs = resource.attributes if resource is not None else ()
+            self.root_resource = {kv.key: any_value_to_py(kv.value) for kv in attrs if kv.key in keys}
         if needs.trace_keys:
             for kv in span.attributes:
                 if kv.key in needs.trace_keys:
@@ -134,6 +137,7 @@ class Needs:
     trace_keys: frozenset[str] = frozenset()
     status: bool = False
     timing: bool = False
+    root_keys: frozenset[str] = frozenset()  # the root span / root resource keys looked up
 
     @property
     def any(self) -> bool:
@@ -145,6 +149,7 @@ class Needs:
             self.trace_keys | other.trace_keys,
             self.status or other.status,
             self.timing or other.timing,
+            self.root_keys | other.root_keys,
         )
 
 
@@ -203,9 +208,9 @@ class Lookup:
 
     @property
     def needs(self) -> Needs:
-        root = any(scope in ("root", None) for scope, _ in self.alternatives)
+        root_keys = frozenset(key for scope, key in self.alternatives if scope in ("root", None))
         keys = frozenset(key for scope, key in self.alternatives if scope == "trace")
-        return Needs(root=root, trace_keys=keys)
+        return Needs(root=bool(root_keys), trace_keys=keys, root_keys=root_keys)
 
     def values(self, ctx: SamplingContext) -> list[Any]:
         """Every value the lookup finds (several for ``trace.KEY``); the first alternative that finds any."""
