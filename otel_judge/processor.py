@@ -320,9 +320,10 @@ class JudgeProcessor:
                     copy = Span()
                     copy.CopyFrom(span)
                     held = _Held(rs_shell, ss_shell, copy, reader, size=size, decision=early)
-                    if early is not None and self._has_content(held):
+                    exchange = self._content_on_span(held) if early is not None else None
+                    if exchange is not None:
                         # Chosen, and its content is on the span: no log join to wait for, judge now.
-                        status = self._judge_or_status(held, TraceSummary(), ())
+                        status = self._judge_or_status(held, TraceSummary(), (), exchange)
                         if status is not None:
                             self._count(status)
                             set_status(span, status)
@@ -473,9 +474,10 @@ class JudgeProcessor:
             self._decided.popitem(last=False)
 
     def _judge_or_status(
-        self, held: _Held, summary: TraceSummary, logs: Sequence[LogRecord]
+        self, held: _Held, summary: TraceSummary, logs: Sequence[LogRecord], exchange: Exchange | None = None
     ) -> EvaluationStatus | None:
-        """Start judging ``held`` (None), or the status to export it with now."""
+        """Start judging ``held`` (None), or the status to export it with now. ``exchange``: its
+        content when already read."""
         assert self._pool is not None
         span = held.span
         resource = held.resource_spans.resource
@@ -486,7 +488,7 @@ class JudgeProcessor:
             self._count_decision(decision)
         if not decision.sampled:
             return EvaluationStatus.SAMPLED_OUT
-        status = self._read_and_check(held, logs)
+        status = self._read_and_check(held, logs, exchange)
         if isinstance(status, EvaluationStatus):
             self._sampler.observe(ctx, judged=False)
             return status
@@ -501,19 +503,36 @@ class JudgeProcessor:
         self._judge(held, status)
         return None
 
-    def _has_content(self, held: _Held) -> bool:
+    def _content_on_span(self, held: _Held) -> Exchange | None:
+        """The exchange when the span alone carries content; None to wait for its logs."""
         try:
             view = SpanView(held.span, held.resource_spans.resource, held.scope_spans.scope)
-            return held.reader.read(view, ()).has_content
+            exchange = held.reader.read(view, ())
         except Exception:
-            return False  # decided properly, with its logs, at the decision
+            return None  # decided properly, with its logs, at the decision
+        return exchange if exchange.has_content else None
 
-    def _read_and_check(self, held: _Held, logs: Sequence[LogRecord]) -> EvaluationStatus | Exchange:
+    def _read_and_check(
+        self, held: _Held, logs: Sequence[LogRecord], exchange: Exchange | None = None
+    ) -> EvaluationStatus | Exchange:
         """The exchange to judge, or why it cannot be judged now."""
         assert self._pool is not None
+        if exchange is None:
+            exchange_or_status = self._read(held, logs)
+            if isinstance(exchange_or_status, EvaluationStatus):
+                return exchange_or_status
+            exchange = exchange_or_status
+        if not exchange.has_content:
+            self._hint_no_content(held.reader.name)
+            return EvaluationStatus.NO_CONTENT
+        if self._stopped or not self._pool.has_room(len(self._evaluators)):
+            return EvaluationStatus.SKIPPED_OVERLOAD
+        return exchange
+
+    def _read(self, held: _Held, logs: Sequence[LogRecord]) -> EvaluationStatus | Exchange:
         view = SpanView(held.span, held.resource_spans.resource, held.scope_spans.scope)
         try:
-            exchange = held.reader.read(view, logs)
+            return held.reader.read(view, logs)
         except ReadError:
             self._telemetry.add("otel_judge.reader.errors", format=held.reader.name)
             return EvaluationStatus.READ_ERROR
@@ -524,12 +543,6 @@ class JudgeProcessor:
                 "reader %s failed on a span", held.reader.name, exc_info=self._settings.include_content
             )
             return EvaluationStatus.READ_ERROR
-        if not exchange.has_content:
-            self._hint_no_content(held.reader.name)
-            return EvaluationStatus.NO_CONTENT
-        if self._stopped or not self._pool.has_room(len(self._evaluators)):
-            return EvaluationStatus.SKIPPED_OVERLOAD
-        return exchange
 
     def _count_decision(self, decision: Decision) -> None:
         outcome = "sampled" if decision.sampled else "not_sampled"
