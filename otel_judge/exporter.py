@@ -39,7 +39,13 @@ from yarl import URL
 
 from otel_judge import __version__, semconv
 from otel_judge.component import Settings
-from otel_judge.config import OtlpExporterConfig, OtlpHttpExporterConfig, RetryConfig, TlsClientConfig
+from otel_judge.config import (
+    OtlpExporterConfig,
+    OtlpHttpExporterConfig,
+    RetryConfig,
+    SendingQueueConfig,
+    TlsClientConfig,
+)
 from otel_judge.errors import (
     RETRYABLE_GRPC_CODES,
     ConfigError,
@@ -100,21 +106,12 @@ class QueuedExporter:
 
     name = "queued"
 
-    def __init__(
-        self,
-        *,
-        queue_size: int,
-        num_consumers: int,
-        max_batch_items: int,
-        retry: RetryConfig,
-        settings: Settings,
-        max_batch_bytes: int = 4 * 1024 * 1024,
-    ) -> None:
+    def __init__(self, *, queue: SendingQueueConfig, retry: RetryConfig, settings: Settings) -> None:
         self._queue: deque[_Item] = deque()
-        self._queue_size = queue_size
-        self._num_consumers = num_consumers
-        self._max_batch = max_batch_items
-        self._max_bytes = max_batch_bytes
+        self._queue_size = queue.queue_size
+        self._num_consumers = queue.num_consumers
+        self._max_batch = queue.max_batch_items
+        self._max_bytes = queue.max_batch_bytes
         self._retry = retry
         self._settings = settings
         self._rng = random.Random()
@@ -278,15 +275,7 @@ class OtlpGrpcExporter(QueuedExporter):
     name = "otlp"
 
     def __init__(self, config: OtlpExporterConfig, settings: Settings) -> None:
-        q = config.sending_queue
-        super().__init__(
-            queue_size=q.queue_size,
-            num_consumers=q.num_consumers,
-            max_batch_items=q.max_batch_items,
-            max_batch_bytes=q.max_batch_bytes,
-            retry=config.retry_on_failure,
-            settings=settings,
-        )
+        super().__init__(queue=config.sending_queue, retry=config.retry_on_failure, settings=settings)
         if not config.endpoint:
             raise ValueError("exporters.otlp.endpoint is not set (nor OTEL_EXPORTER_OTLP_ENDPOINT)")
         self._config = config
@@ -397,15 +386,7 @@ class OtlpHttpExporter(QueuedExporter):
     name = "otlphttp"
 
     def __init__(self, config: OtlpHttpExporterConfig, settings: Settings) -> None:
-        q = config.sending_queue
-        super().__init__(
-            queue_size=q.queue_size,
-            num_consumers=q.num_consumers,
-            max_batch_items=q.max_batch_items,
-            max_batch_bytes=q.max_batch_bytes,
-            retry=config.retry_on_failure,
-            settings=settings,
-        )
+        super().__init__(queue=config.sending_queue, retry=config.retry_on_failure, settings=settings)
         self._config = config
         self._urls: dict[Signal, str] = {
             "traces": self._url(config.traces_endpoint, config.endpoint, "/v1/traces", "traces_endpoint"),
