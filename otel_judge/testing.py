@@ -22,7 +22,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import grpc
 from aiohttp import web
@@ -61,6 +61,19 @@ class ReceivedSpan:
 
 class _Recorder:
     """What both sinks record, and the event-based waits on it."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
     def __init__(self) -> None:
         self.trace_requests: list[ExportTraceServiceRequest] = []
@@ -108,13 +121,6 @@ class SpanSink(_Recorder):
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> SpanSink:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         self._changed = asyncio.Condition()
@@ -219,13 +225,6 @@ class HttpSpanSink(_Recorder):
     def endpoint(self) -> str:
         """The base URL (``exporters.otlphttp.endpoint``)."""
         return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> HttpSpanSink:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         self._changed = asyncio.Condition()
