@@ -946,6 +946,22 @@ class ReaderConfig(_Model):
     )
 
 
+class MetricsOutputConfig(_Model):
+    otlp: bool = Field(
+        True,
+        description="Export otel-judge's metrics (score histograms per evaluator and slice, evaluation counts by "
+        "status, pass rate, judge latency, tokens and cost, and its own health) over OTLP through the configured "
+        "otlp / otlphttp exporters. The same values are served at /metrics when service.health.metrics is on.",
+    )
+    interval: Duration = Field(60.0, gt=0, description="How often metrics are exported over OTLP.")
+    cardinality_limit: int = Field(
+        100,
+        ge=1,
+        description="Distinct values kept per slice attribute on evaluation metrics; further values are recorded "
+        "under 'other' and counted (otel_judge.metrics.overflow).",
+    )
+
+
 class OutputsConfig(_Model):
     span_attributes: bool = Field(
         True, description="gen_ai.evaluation.<name>.score.value / .score.label / .explanation on the judged span."
@@ -955,10 +971,30 @@ class OutputsConfig(_Model):
         description="A gen_ai.evaluation.result span event per score on the judged span (name, score value and "
         "label, explanation, gen_ai.response.id), as the GenAI conventions define it.",
     )
+    log_records: bool = Field(
+        False,
+        description="An OTLP log record per score, the GenAI conventions' gen_ai.evaluation.result event (event "
+        "name, trace and span id of the judged span, the same attributes), exported with the logs.",
+    )
+    late_results: bool = Field(
+        True,
+        description="A judgment that finishes after judge.max_hold, when its span is already exported, is still "
+        "emitted: as the log record and as a child span 'gen_ai.evaluation <name>' of the judged span.",
+    )
+    metrics: MetricsOutputConfig = Field(
+        default_factory=MetricsOutputConfig, description="Evaluation and self-telemetry metrics."
+    )
 
 
 class LoggingConfig(_Model):
-    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level of otel-judge.")
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level of otel-judge (the environment variable OTEL_JUDGE_LOG_LEVEL overrides it)."
+    )
+    format: Literal["json", "text"] = Field(
+        "json",
+        description="json: one JSON object per line with the ids of what it is about (trace_id, span_id, "
+        "evaluation_id, correlation_id); text: the same, human-readable.",
+    )
     include_content: bool = Field(
         False,
         description="Allow prompt and completion text (and judge error bodies, which may quote them) in "
@@ -990,6 +1026,121 @@ class ServiceConfig(_Model):
     )
 
 
+class StorageConfig(_Model):
+    directory: str = Field(
+        description="Directory of the persistent queue. Export requests are written here durably before the "
+        "receiver acknowledges them and removed once everything in them was accepted downstream; on start, what "
+        "is left is sent through the pipeline again (at-least-once)."
+    )
+    max_size_mib: int = Field(
+        2048, ge=1, description="Upper bound of the queue on disk; beyond it receivers answer RESOURCE_EXHAUSTED / 429."
+    )
+    group_commit_window: Duration = Field(
+        0.002,
+        ge=0,
+        description="How long a write may wait to share its fsync with others (group commit); 0 = no waiting, "
+        "still batching what arrives while an fsync runs.",
+    )
+
+
+class StoreConfig(_Model):
+    url: str = Field(
+        description="SQLAlchemy URL of the evaluation store: sqlite:///PATH (embedded, the default choice) or "
+        "postgresql+asyncpg://USER@HOST/DB (several replicas sharing one view)."
+    )
+    retention: Duration = Field(30 * 86400.0, gt=0, description="Evaluations older than this are deleted.")
+    max_explanation_chars: int = Field(1000, ge=0, description="Explanations are stored cut to this length.")
+
+
+class QualityApiConfig(_Model):
+    endpoint: str = Field("127.0.0.1:8787", description="host:port of the HTTP JSON quality API (GET /v1/quality).")
+    grpc_endpoint: str | None = Field(
+        None, description="host:port of the gRPC quality service (otel_judge.quality.v1.QualityService); off if unset."
+    )
+
+    @field_validator("endpoint", "grpc_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else _check_host_port(value)
+
+
+class RegressionConfig(_Model):
+    interval: Duration = Field(30.0, gt=0, description="How often the detector runs.")
+    current_window: Duration = Field(3600.0, gt=0, description="The window whose quality is tested.")
+    baseline_window: Duration = Field(
+        7 * 86400.0, gt=0, description="The window before the current one that it is compared with."
+    )
+    min_n: int = Field(30, ge=2, description="Judged spans needed in each window before a slice is tested.")
+    min_effect: float = Field(
+        0.05,
+        ge=0,
+        description="Smallest drop of the mean that alerts, as a fraction of the score scale (0.05 = 5 points "
+        "on a 0-100 scale).",
+    )
+    alpha: float = Field(0.01, gt=0, lt=1, description="Significance level, before the correction.")
+    test: Literal["welch", "mannwhitney"] = Field("welch", description="The two-sample test.")
+    correction: Literal["holm", "bonferroni", "none"] = Field(
+        "holm", description="Correction for the number of slices and evaluators tested in one run."
+    )
+
+
+class WebhookAlertConfig(_Model):
+    type: Literal["webhook"]
+    url: str = Field(description="Where alerts are POSTed as JSON.")
+    format: Literal["json", "slack"] = Field(
+        "json", description="json: the alert object; slack: a Slack-compatible {text, blocks} payload."
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers (e.g. Authorization).")
+    timeout: Duration = Field(5.0, gt=0, description="Per-request timeout; failed deliveries are retried.")
+
+
+class LogAlertConfig(_Model):
+    type: Literal["log"]
+
+
+class OtlpAlertConfig(_Model):
+    type: Literal["otlp"] = Field(description="An OTLP log record (event otel_judge.quality.alert) per alert.")
+
+
+class MetricAlertConfig(_Model):
+    type: Literal["metric"] = Field(description="The gauge otel_judge.quality.regression (1 while firing).")
+
+
+AlertConfig = Annotated[
+    WebhookAlertConfig | LogAlertConfig | OtlpAlertConfig | MetricAlertConfig, Field(discriminator="type")
+]
+
+
+def _default_slices() -> dict[str, str]:
+    return {
+        "model": "gen_ai.response.model | gen_ai.request.model",
+        "route": "root.http.route",
+        "prompt_version": "gen_ai.prompt.version | llm.prompt_template.version",
+        "service": "resource.service.name",
+    }
+
+
+class QualityConfig(_Model):
+    slices: dict[str, str] = Field(
+        default_factory=_default_slices,
+        description="Slice name -> attribute lookup (the sampling policies' syntax: span./resource./root. "
+        "prefixes, | for alternatives). Slices label the store's rows and the evaluation metrics.",
+    )
+    api: QualityApiConfig | None = Field(None, description="The quality API for routers; off if unset.")
+    regression: RegressionConfig = Field(
+        default_factory=RegressionConfig, description="The regression detector (runs when a store is configured)."
+    )
+    alerts: list[AlertConfig] = Field(default_factory=list, description="Where regression alerts go.")
+
+    @field_validator("slices")
+    @classmethod
+    def _slice_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"slice name {name!r}: use lower-case letters, digits and _")
+        return value
+
+
 class Config(_Model):
     """The whole configuration file."""
 
@@ -1003,6 +1154,15 @@ class Config(_Model):
     reader: ReaderConfig = Field(default_factory=ReaderConfig, description="How GenAI content is read from spans.")
     outputs: OutputsConfig = Field(default_factory=OutputsConfig, description="Where judgments are written.")
     service: ServiceConfig = Field(default_factory=ServiceConfig, description="otel-judge's own behaviour.")
+    storage: StorageConfig | None = Field(
+        None,
+        description="Persistent queue (at-least-once across restarts and crashes). Unset: in memory, and what is "
+        "in flight is lost on a crash.",
+    )
+    store: StoreConfig | None = Field(None, description="The evaluation store (quality over time); off if unset.")
+    quality: QualityConfig = Field(
+        default_factory=QualityConfig, description="Slices, regression detection, alerts and the quality API."
+    )
 
     @field_validator("evaluators")
     @classmethod

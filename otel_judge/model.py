@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 class EvaluationStatus(enum.StrEnum):
@@ -145,3 +146,39 @@ class EvaluationResult:
     config_hash: str | None = None  # hash of the evaluator's settings, prompt/rubric included
     judge_params: tuple[tuple[str, Any], ...] = ()
     completed_ns: int = 0  # when the judgment finished (wall clock): the time of its events
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationRecord:
+    """One evaluator's judgment of one span, as every output after the span sees it (log records,
+    metrics, late child spans, the quality store). Built by the judging stage when a judgment is
+    complete, whether or not its span is still held."""
+
+    evaluation_id: str
+    time_ns: int  # when the judgment finished (wall clock)
+    trace_id: bytes
+    span_id: bytes
+    result: EvaluationResult
+    slices: tuple[tuple[str, str], ...] = ()  # (slice name, value) per configured slice that has a value
+    sampling_probability: float | None = None  # of the decision that chose the span; weights = 1 / p
+    judged_model: str | None = None  # the model that produced the judged answer
+    response_id: str | None = None  # gen_ai.response.id of the judged call
+    late: bool = False  # finished after judge.max_hold: its span went out without it
+
+    @property
+    def slice_dict(self) -> dict[str, str]:
+        return dict(self.slices)
+
+
+class EvaluationSink(Protocol):
+    """Something that receives every completed judgment: an output (log records, metrics) or the store.
+
+    ``record`` is called on the event loop, on the judging stage's path: it must not block or await;
+    a sink buffers and does its I/O in its own task. A sink's error is counted, never raised to the span.
+    """
+
+    def record(self, records: Sequence[EvaluationRecord]) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def shutdown(self, deadline: float) -> None: ...

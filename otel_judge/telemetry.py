@@ -26,7 +26,7 @@ class Instrument:
     description: str
 
 
-INSTRUMENTS: Final[tuple[Instrument, ...]] = (
+_CORE_INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     Instrument(
         "otel_judge.receiver.requests",
         "{request}",
@@ -128,11 +128,57 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     ),
 )
 
+# Evaluation metrics: labelled with gen_ai.evaluation.name (the score key) and the configured slice keys
+# (quality.slices: model, route, prompt_version, service by default), each capped at
+# outputs.metrics.cardinality_limit values (overflow -> "other").
+EVALUATION_INSTRUMENTS: Final[tuple[Instrument, ...]] = (
+    Instrument(
+        "otel_judge.evaluation.score",
+        "1",
+        "histogram",
+        "Scores, normalised to the evaluator's scale (0 = worst, 1 = best), by gen_ai.evaluation.name and slice.",
+    ),
+    Instrument(
+        "otel_judge.evaluation.results",
+        "{evaluation}",
+        "counter",
+        "Evaluations by gen_ai.evaluation.name, otel_judge.evaluation.status and slice.",
+    ),
+    Instrument(
+        "otel_judge.evaluation.passed",
+        "{evaluation}",
+        "counter",
+        "Scores with a pass/fail verdict, by gen_ai.evaluation.name, outcome (pass, fail) and slice; "
+        "pass rate = pass / (pass + fail).",
+    ),
+    Instrument("otel_judge.evaluation.cost", "USD", "counter", "Judge spend by gen_ai.evaluation.name and slice."),
+    Instrument(
+        "otel_judge.evaluation.tokens",
+        "{token}",
+        "counter",
+        "Judge tokens by gen_ai.evaluation.name, type (input, output) and slice.",
+    ),
+    Instrument(
+        "otel_judge.metrics.overflow",
+        "{value}",
+        "counter",
+        "Slice values recorded as 'other' because the slice reached outputs.metrics.cardinality_limit, by slice.",
+    ),
+    Instrument(
+        "otel_judge.quality.regression",
+        "1",
+        "gauge",
+        "1 while a regression alert fires for (gen_ai.evaluation.name, slice), 0 once resolved.",
+    ),
+)
+INSTRUMENTS: Final[tuple[Instrument, ...]] = _CORE_INSTRUMENTS + EVALUATION_INSTRUMENTS
+
 _BY_NAME: Final = {i.name: i for i in INSTRUMENTS}
 
 # Upper bounds of the Prometheus histogram buckets, by unit (+Inf is implied).
 BUCKETS: Final[dict[str, tuple[float, ...]]] = {
     "s": (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    "1": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
 }
 _DEFAULT_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Base-unit suffixes Prometheus names carry (OpenMetrics); annotation units such as {span} add none.

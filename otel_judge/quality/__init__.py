@@ -1,0 +1,1 @@
+"""Quality over time: the evaluation store, per-slice estimates, regression detection, the quality API."""
