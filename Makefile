@@ -20,7 +20,7 @@ LOCK_RUN := $(UV) pip compile pyproject.toml requirements-build.in --python-vers
 LOCK_DEV := $(UV) pip compile pyproject.toml requirements-build.in --extra test --python-version 3.11 --generate-hashes -o requirements-dev.lock
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench docs lock clean
+.PHONY: help run test lint bench docs proto lock clean phoenix demo
 
 help:
 	@echo "make run    install (if needed) and run otel-judge; options via ARGS='--config FILE'"
@@ -28,8 +28,11 @@ help:
 	@echo "make lint   ruff check, ruff format --check, mypy on otel_judge"
 	@echo "make bench  run the benchmarks (bench/run.py; options via ARGS=...)"
 	@echo "make docs   regenerate docs/configuration.md from otel_judge/config.py"
+	@echo "make proto  regenerate otel_judge/quality/v1/ from proto/ (grpcio-tools; the output is committed)"
 	@echo "make lock   regenerate requirements.lock and requirements-dev.lock with uv"
-	@echo "make clean  remove .venv and caches"
+	@echo "make demo   run an example end to end with a fake LLM and judge (EXAMPLE=openai_v2|openllmetry|openinference|litellm_gateway|router)"
+	@echo "make phoenix  build .venv-phoenix (Arize Phoenix, the trace backend of tests/test_phoenix.py)"
+	@echo "make clean  remove .venv, .venv-phoenix and caches"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "otel-judge needs Python >= 3.11; found " + sys.version.split()[0] + " (set PYTHON=...)")'
@@ -50,8 +53,23 @@ $(VENV)/.installed-dev: requirements-dev.lock pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	exec $(BIN)/otel-judge serve $(ARGS)
 
+# Arize Phoenix, a real OTLP trace backend for tests/test_phoenix.py, in a venv of its own: its
+# dependency tree is large and must not mix with .venv. Built once from its hashed lock file (the
+# stamp re-installs only when the lock changes); tests/test_phoenix.py also runs this target itself.
+PHOENIX_VENV := .venv-phoenix
+PHOENIX_LOCK := tests/phoenix/requirements-phoenix.lock
+LOCK_PHOENIX := $(UV) pip compile tests/phoenix/requirements-phoenix.in --python-version 3.11 --generate-hashes -o tests/phoenix/requirements-phoenix.lock
+
+$(PHOENIX_VENV)/.installed: $(PHOENIX_LOCK)
+	@rm -rf $(PHOENIX_VENV)
+	$(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r $(PHOENIX_LOCK)
+	@touch $@
+
+phoenix: $(PHOENIX_VENV)/.installed
+
 # pytest exits 5 when it collected no test: that fails `make test` like any other non-zero status.
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(PHOENIX_VENV)/.installed
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS) || { rc=$$?; \
 		if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc; }
 
@@ -60,16 +78,26 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy otel_judge
 
+# examples/run.py: fake LLM, fake judge, otel-judge in-process and the example app; no API key needed.
+demo: $(VENV)/.installed-dev
+	$(BIN)/python examples/run.py $(or $(EXAMPLE),openai_v2)
+
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py $(ARGS)
 
 docs: $(VENV)/.installed-dev
 	$(BIN)/python docs/gen_config_reference.py
 
+# The quality API's gRPC stubs; tests/test_quality_api.py fails when the committed ones are not current.
+PROTO_FILES := proto/otel_judge/quality/v1/quality.proto
+proto: $(VENV)/.installed-dev
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO_FILES)
+
 lock:
 	$(LOCK_RUN)
 	$(LOCK_DEV)
+	$(LOCK_PHOENIX)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PHOENIX_VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

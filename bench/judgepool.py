@@ -4,9 +4,11 @@
 One point = one client, one concurrency, one fake-judge latency, in a fresh worker process
 (``python -m bench.judgepool --client otel-judge|httpx|aiohttp ...``):
 
-* ``otel-judge``: the real judging code in-process: ``validate_config`` -> ``JudgeRouter`` (litellm)
-  -> ``build_evaluator`` (a ``score`` evaluator) -> ``JudgePool`` with ``max_concurrency`` workers;
-  every judgment is submitted at once (unique evaluation ids) and its callback counts the statuses;
+* ``otel-judge``: the real judging code in-process: ``validate_config`` -> ``JudgeRouter`` (the fast
+  path: a pooled aiohttp POST, ``judge.client: auto``) -> ``build_evaluator`` (a ``score``
+  evaluator) -> ``JudgePool`` with ``max_concurrency`` workers; every judgment is submitted at once
+  (unique evaluation ids) and its callback counts the statuses;
+* ``otel-judge-litellm``: the same with ``judge.client: litellm`` (``litellm.acompletion``);
 * ``httpx``: ``concurrency`` tasks POST the very request otel-judge sent (body captured by the fake
   judge) with one ``httpx.AsyncClient`` (as many connections as tasks) and parse the score;
 * ``aiohttp``: the same with one ``aiohttp.ClientSession`` (litellm sends through aiohttp too: its
@@ -37,7 +39,7 @@ from bench.procs import Child
 
 __all__ = ["PoolPlan", "pool_report", "run_judge_pool"]
 
-CLIENTS = ("otel-judge", "httpx", "aiohttp")
+CLIENTS = ("otel-judge", "otel-judge-litellm", "httpx", "aiohttp")
 WARMUP_SECONDS = 20.0  # the unmeasured calls before a point stop after this long
 
 
@@ -92,7 +94,9 @@ def _peak_rss() -> int:
     return 0
 
 
-async def otel_judge_point(port: int, concurrency: int, count: int, max_seconds: float) -> dict[str, Any]:
+async def otel_judge_point(
+    port: int, concurrency: int, count: int, max_seconds: float, client: str = "auto"
+) -> dict[str, Any]:
     # Never fetch litellm's price list from the internet (otel-judge sets this too, at its import).
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from otel_judge.component import Settings
@@ -113,6 +117,7 @@ async def otel_judge_point(port: int, concurrency: int, count: int, max_seconds:
                 "queue_size": 100_000,
                 "timeout": "30s",
                 "retry_on_failure": {"enabled": False},
+                "client": client,
             },
             "evaluators": [{"name": "quality", "type": "score"}],
         }
@@ -146,8 +151,9 @@ async def otel_judge_point(port: int, concurrency: int, count: int, max_seconds:
             await all_done.wait()
 
     await _measure("warm-up", concurrency, min(max_seconds, WARMUP_SECONDS), run)  # not reported
-    result = await _measure("otel-judge", count, max_seconds, run)
+    result = await _measure("otel-judge" if client == "auto" else "otel-judge-litellm", count, max_seconds, run)
     await pool.shutdown(time.monotonic() + 1.0)
+    await judge.shutdown(time.monotonic() + 1.0)
     return result
 
 
@@ -229,8 +235,9 @@ def worker_main() -> None:
     args = parser.parse_args()
     if not 0 < args.max_seconds <= 120:
         parser.error("--max-seconds must be within (0, 120]")  # every load loop is bounded
-    if args.client == "otel-judge":
-        result = asyncio.run(otel_judge_point(args.port, args.concurrency, args.count, args.max_seconds))
+    if args.client.startswith("otel-judge"):
+        client = "litellm" if args.client == "otel-judge-litellm" else "auto"
+        result = asyncio.run(otel_judge_point(args.port, args.concurrency, args.count, args.max_seconds, client))
     else:
         if args.request is None:
             parser.error(f"--client {args.client} needs --request")
@@ -290,7 +297,7 @@ def run_judge_pool(plan: PoolPlan, workdir: Path, progress: Callable[[str], None
                 for client in CLIENTS:  # interleaved, so drift hits both alike
                     done += 1
                     progress(f"[{done}/{len(points)}] {client} c{concurrency} {latency * 1e3:g}ms ... ")
-                    if client != "otel-judge" and request is None:
+                    if not client.startswith("otel-judge") and request is None:
                         # The exact request otel-judge (litellm) sent, as the fake judge received it.
                         last = _get_json(f"http://127.0.0.1:{judge_port}/last")
                         request = workdir / "judge-request.json"

@@ -35,8 +35,10 @@ from bench.common import (
     sleep_until_ns,
 )
 from bench.judgepool import PoolPlan, pool_report, run_judge_pool
+from bench.persistence import PersistencePlan, persistence_report, run_persistence
 from bench.procs import ROOT, Child, ChildError
 from bench.report import derive, report
+from bench.startup import run_startup, startup_report
 from bench.tailbuffer import BufferPlan, buffer_report, run_buffer
 
 # otel-judge holds LLM-call spans until its sampling decision (sampling.decision_wait, 5 s by
@@ -294,6 +296,58 @@ def run_pool(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_startup_measurement(args: argparse.Namespace) -> int:
+    """``--startup``: time to the first accepted Export, RSS idle and with 50,000 traces held."""
+    started = time.perf_counter()
+    print(f"start-up: {args.startup_traces:,} traces held ...", end=" ", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="otel-judge-bench-") as workdir:
+        try:
+            result = run_startup(Path(workdir), args.startup_traces)
+        except ChildError as exc:
+            print(f"failed\n{exc}", file=sys.stderr)
+            return 1
+    print("done", file=sys.stderr, flush=True)
+    table = startup_report(result)
+    print(table)
+    document = {
+        "environment": environment(),
+        "parameters": {"traces": args.startup_traces, "wall_s": round(time.perf_counter() - started, 1)},
+        "result": result,
+        "table": table,
+    }
+    write(args.out or RESULTS / "startup.json", document)
+    return 0
+
+
+def run_persistence_measurement(args: argparse.Namespace) -> int:
+    """``--persistence``: pass-through with the persistent queue on vs off; RSS while the downstream is down."""
+    plan = PersistencePlan(
+        measure=3.0 if args.quick else 8.0,
+        down=15.0 if args.quick else args.persistence_down,
+        down_rate=args.persistence_rate,
+        repeat=args.repeat,
+    )
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="otel-judge-bench-") as workdir:
+        try:
+            results = run_persistence(
+                plan, Path(workdir), lambda text: print(text, end="", file=sys.stderr, flush=True)
+            )
+        except ChildError as exc:
+            print(f"failed\n{exc}", file=sys.stderr)
+            return 1
+    table = persistence_report(results)
+    print(table)
+    document = {
+        "environment": environment(),
+        "parameters": asdict(plan) | {"wall_s": round(time.perf_counter() - started, 1)},
+        "results": results,
+        "table": table,
+    }
+    write(args.out or RESULTS / "persistence.json", document)
+    return 0
+
+
 def write(out: Path, document: dict[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(document, indent=2) + "\n")
@@ -343,22 +397,39 @@ def main() -> int:
         "--judge-pool", action="store_true", help="judge calls/s and CPU per call: otel-judge vs httpx, aiohttp"
     )
     extra.add_argument(
+        "--startup", action="store_true", help="time to the first accepted Export; RSS idle and with traces held"
+    )
+    extra.add_argument("--startup-traces", type=int, default=50_000, help="--startup: traces held")
+    extra.add_argument(
         "--pool-calls", type=int, default=2000, help="--judge-pool: calls per point (at least 3 x concurrency)"
     )
     extra.add_argument("--pool-concurrency", default="64,256,1024", help="--judge-pool: concurrencies, comma-separated")
     extra.add_argument(
         "--pool-latency", default="0.05,0.5", help="--judge-pool: fake judge latencies (s), comma-separated"
     )
+    extra.add_argument(
+        "--persistence",
+        action="store_true",
+        help="persistent queue on vs off: pass-through spans/s, and RSS while the downstream is down",
+    )
+    extra.add_argument("--persistence-down", type=float, default=60.0, help="--persistence: seconds of outage")
+    extra.add_argument(
+        "--persistence-rate", type=float, default=40.0, help="--persistence: requests/s offered during the outage"
+    )
     args = parser.parse_args()
-    if args.sampling and args.judge_pool and args.out:
-        parser.error("--out with both --sampling and --judge-pool: run them one at a time")
-    if not (args.sampling or args.judge_pool):
+    if sum((args.sampling, args.judge_pool, args.startup, args.persistence)) > 1 and args.out:
+        parser.error("--out with several separate measurements: run them one at a time")
+    if not (args.sampling or args.judge_pool or args.startup or args.persistence):
         return run_plan(args)
     code = 0
-    if args.sampling:
+    if args.startup:
+        code = run_startup_measurement(args)
+    if args.sampling and code == 0:
         code = run_sampling(args)
     if args.judge_pool and code == 0:
         code = run_pool(args)
+    if args.persistence and code == 0:
+        code = run_persistence_measurement(args)
     return code
 
 

@@ -32,12 +32,13 @@ from otel_judge.errors import ConfigError
 
 # --------------------------------------------------------------------------- durations
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# The Collector's (Go) units, plus ``d`` for days: retention and baseline windows are counted in days.
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(value: Any) -> float:
-    """Parse a Collector-style duration (``500ms``, ``30s``, ``1m30s``) or a number of seconds."""
+    """Parse a Collector-style duration (``500ms``, ``30s``, ``1m30s``, and ``7d``) or a number of seconds."""
     if isinstance(value, bool):
         raise ValueError("a duration such as 500ms, 30s or 5m is expected")
     if isinstance(value, int | float):
@@ -220,6 +221,9 @@ class OtlpHttpExporterConfig(_Model):
     )
     traces_endpoint: str | None = Field(None, description="Full URL for traces, overriding endpoint + /v1/traces.")
     logs_endpoint: str | None = Field(None, description="Full URL for logs, overriding endpoint + /v1/logs.")
+    metrics_endpoint: str | None = Field(
+        None, description="Full URL for otel-judge's metrics, overriding endpoint + /v1/metrics."
+    )
     tls: TlsClientConfig = Field(default_factory=TlsClientConfig, description="TLS settings (https endpoints).")
     headers: dict[str, str] = Field(default_factory=dict, description="Headers sent with every export.")
     compression: Literal["gzip", "none"] = Field("gzip", description="Request compression.")
@@ -649,6 +653,12 @@ class JudgeConfig(_Model):
     )
     api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible server (vLLM, Ollama...).")
     api_key: SecretStr | None = Field(None, description="API key; default: the provider's usual variable.")
+    client: Literal["auto", "litellm", "openai"] = Field(
+        "auto",
+        description="How judge calls are made: auto = a direct OpenAI-compatible HTTP call when the provider has "
+        "that API (openai, azure, hosted_vllm, ollama, groq, ...; resolved once, ~20x less CPU than litellm), "
+        "litellm otherwise; openai = always direct (an error for other providers); litellm = always litellm.",
+    )
     fallbacks: list[JudgeModelConfig] = Field(
         default_factory=list, description="Judge models tried in order when the model fails or its breaker is open."
     )
@@ -699,6 +709,20 @@ class JudgeConfig(_Model):
         if value is not None and not value.strip():
             return None
         return value
+
+    @model_validator(mode="after")
+    def _client(self) -> JudgeConfig:
+        if self.client == "openai":
+            from otel_judge.providers import openai_compatible
+
+            models = [self.model, *(f.model for f in self.fallbacks)]
+            if not all(m is None or openai_compatible(m) for m in models):
+                unknown = ", ".join(repr(m) for m in models if m is not None and not openai_compatible(m))
+                raise ValueError(
+                    f"client openai needs providers with an OpenAI-compatible API; {unknown} has none known "
+                    "(use client: auto or litellm)"
+                )
+        return self
 
 
 Role = Literal["system", "assistant", "tool"]
@@ -1000,6 +1024,12 @@ class LoggingConfig(_Model):
         description="Allow prompt and completion text (and judge error bodies, which may quote them) in "
         "otel-judge's own logs. For debugging only.",
     )
+    correlation_header: str = Field(
+        "x-request-id",
+        pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
+        description="Request header (gRPC metadata key) whose value is logged as correlation_id with what "
+        "otel-judge logs while handling that export request.",
+    )
 
 
 class HealthConfig(_Model):
@@ -1049,7 +1079,47 @@ class StoreConfig(_Model):
         "postgresql+asyncpg://USER@HOST/DB (several replicas sharing one view)."
     )
     retention: Duration = Field(30 * 86400.0, gt=0, description="Evaluations older than this are deleted.")
-    max_explanation_chars: int = Field(1000, ge=0, description="Explanations are stored cut to this length.")
+    max_explanation_chars: int = Field(
+        1000, ge=0, description="Explanations are stored cut to this length (0: explanations are not stored)."
+    )
+    postgres_schema: str | None = Field(
+        None,
+        description="PostgreSQL only: the schema holding the store's tables (created when absent), e.g. to keep "
+        "several deployments apart in one database. Default: the connection's search_path (public).",
+    )
+    queue_size: int = Field(
+        10_000,
+        gt=0,
+        description="Evaluations waiting to be written at most; beyond, new ones are dropped from the store "
+        "(counted in otel_judge.store.dropped; spans are not affected).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in _STORE_SCHEMES:
+            raise ValueError(
+                f"{scheme or value!r} is not a supported store URL: use sqlite:///PATH (a file; "
+                "sqlite:////abs/path for an absolute one) or postgresql+asyncpg://USER@HOST:PORT/DB"
+            )
+        return value
+
+    @field_validator("postgres_schema")
+    @classmethod
+    def _schema(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError("use lower-case letters, digits and _ (at most 63)")
+        return value
+
+    @model_validator(mode="after")
+    def _schema_needs_postgres(self) -> StoreConfig:
+        if self.postgres_schema is not None and not self.url.startswith("postgres"):
+            raise ValueError("postgres_schema is for a postgresql URL")
+        return self
+
+
+_STORE_SCHEMES = frozenset({"sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+asyncpg"})
 
 
 class QualityApiConfig(_Model):
@@ -1082,6 +1152,22 @@ class RegressionConfig(_Model):
     correction: Literal["holm", "bonferroni", "none"] = Field(
         "holm", description="Correction for the number of slices and evaluators tested in one run."
     )
+    slice_sets: list[list[str]] | None = Field(
+        None,
+        description="Slice combinations the window comparison tests, each a list of slice names ([] = all of an "
+        "evaluator's traffic; a row lacking one of the names is not in that combination). Default: all traffic, "
+        "each slice alone, and all slices together.",
+    )
+    route_slice: str | None = Field(
+        "route",
+        description="The slice that names a route: a change of a change_slices value within one route (a new "
+        "model or prompt version) is tested before vs after. null: no change detection.",
+    )
+    change_slices: list[str] = Field(
+        default_factory=lambda: ["model", "prompt_version"],
+        description="Slices whose change within a route is tested (the first time a new value appears is the "
+        "change point). Names that are not configured slices are ignored unless set here explicitly.",
+    )
 
 
 class WebhookAlertConfig(_Model):
@@ -1092,6 +1178,10 @@ class WebhookAlertConfig(_Model):
     )
     headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers (e.g. Authorization).")
     timeout: Duration = Field(5.0, gt=0, description="Per-request timeout; failed deliveries are retried.")
+    retry_on_failure: RetryConfig = Field(
+        default_factory=RetryConfig,
+        description="Retry policy of a delivery that failed (connection error, timeout, 429 or 5xx).",
+    )
 
 
 class LogAlertConfig(_Model):
@@ -1109,6 +1199,10 @@ class MetricAlertConfig(_Model):
 AlertConfig = Annotated[
     WebhookAlertConfig | LogAlertConfig | OtlpAlertConfig | MetricAlertConfig, Field(discriminator="type")
 ]
+
+
+# Query parameters of GET /v1/quality besides the slices: no slice may be named like one.
+QUALITY_API_PARAMETERS = frozenset({"evaluator", "window", "score"})
 
 
 def _default_slices() -> dict[str, str]:
@@ -1138,7 +1232,26 @@ class QualityConfig(_Model):
         for name in value:
             if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
                 raise ValueError(f"slice name {name!r}: use lower-case letters, digits and _")
+            if name in QUALITY_API_PARAMETERS:
+                raise ValueError(f"slice name {name!r} is a parameter of the quality API; choose another")
         return value
+
+    @model_validator(mode="after")
+    def _regression_slices(self) -> QualityConfig:
+        regression = self.regression
+        explicit = regression.model_fields_set
+        sets = regression.slice_sets or []
+        named = [(f"regression.slice_sets[{i}]", name) for i, names in enumerate(sets) for name in names]
+        if "route_slice" in explicit and regression.route_slice is not None:
+            named.append(("regression.route_slice", regression.route_slice))
+        if "change_slices" in explicit:
+            named += [(f"regression.change_slices[{i}]", n) for i, n in enumerate(regression.change_slices)]
+        unknown = [f"{where}: {name!r}" for where, name in named if name not in self.slices]
+        if unknown:
+            raise ValueError(
+                "not a configured slice (quality.slices has " + ", ".join(self.slices) + "): " + "; ".join(unknown)
+            )
+        return self
 
 
 class Config(_Model):
@@ -1186,6 +1299,12 @@ class Config(_Model):
                         f"exporters.{name}.endpoint {endpoint!r} is otel-judge's own receiver "
                         f"({server.endpoint}): it would export to itself"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _quality_api_needs_store(self) -> Config:
+        if self.quality.api is not None and self.store is None:
+            raise ValueError("quality.api reads the evaluation store: configure store.url too")
         return self
 
     @property

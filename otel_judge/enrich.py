@@ -9,7 +9,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_judge import semconv
 from otel_judge.model import EvaluationResult, EvaluationStatus, Score
-from otel_judge.otlp import set_attribute
+from otel_judge.otlp import py_to_any_value, set_attribute
 
 MAX_EXPLANATION_CHARS = 2000
 
@@ -64,21 +64,44 @@ def apply_results(
         for result in results:
             for score in result.scores:
                 add_evaluation_event(span, score, result.completed_ns or time_ns, response_id)
+    attrs = _Attributes(span.attributes)
     for result in results if attributes else ():
         for score in result.scores:
-            set_attribute(span.attributes, semconv.score_value_key(score.key), float(score.value))
+            attrs.set(semconv.score_value_key(score.key), float(score.value))
             if score.label is not None:
-                set_attribute(span.attributes, semconv.score_label_key(score.key), score.label)
+                attrs.set(semconv.score_label_key(score.key), score.label)
             if score.explanation:
-                set_attribute(
-                    span.attributes, semconv.explanation_key(score.key), score.explanation[:MAX_EXPLANATION_CHARS]
-                )
+                attrs.set(semconv.explanation_key(score.key), score.explanation[:MAX_EXPLANATION_CHARS])
             for name, value in score.extra:
-                set_attribute(span.attributes, semconv.evaluation_key(score.key, name), value)
+                attrs.set(semconv.evaluation_key(score.key, name), value)
     errors = [f"{r.evaluator}: {r.error}" for r in results if r.error]
     if errors:
-        set_attribute(span.attributes, semconv.OTEL_JUDGE_EVALUATION_ERROR, "; ".join(errors)[:1000])
+        attrs.set(semconv.OTEL_JUDGE_EVALUATION_ERROR, "; ".join(errors)[:1000])
     models = sorted({r.judge_model for r in results if r.judge_model})
     if models:
-        set_attribute(span.attributes, semconv.OTEL_JUDGE_JUDGE_MODEL, ",".join(models))
-    set_status(span, status)
+        attrs.set(semconv.OTEL_JUDGE_JUDGE_MODEL, ",".join(models))
+    attrs.set(semconv.OTEL_JUDGE_EVALUATION_STATUS, status.value)
+
+
+class _Attributes:
+    """Sets several attributes of one span with one walk over its keys (``set_attribute`` walks them
+    for every attribute it sets). Like ``set_attribute``, replaces the first attribute of a key."""
+
+    __slots__ = ("_attributes", "_index")
+
+    def __init__(self, attributes: Any) -> None:
+        self._attributes = attributes
+        self._index: dict[str, int] = {}
+        for i, kv in enumerate(attributes):
+            self._index.setdefault(kv.key, i)
+
+    def set(self, key: str, value: Any) -> None:
+        position = self._index.get(key)
+        if position is None:
+            self._index[key] = len(self._attributes)
+            kv = self._attributes.add()
+            kv.key = key
+        else:
+            kv = self._attributes[position]
+            kv.value.Clear()
+        py_to_any_value(value, kv.value)

@@ -26,7 +26,7 @@ import zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal, Protocol
+from typing import IO, Any, Literal, Protocol
 
 import aiohttp
 import grpc
@@ -34,10 +34,11 @@ from aiohttp import hdrs
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from yarl import URL
 
-from otel_judge import __version__, semconv
+from otel_judge import __version__, logs, semconv
 from otel_judge.component import Settings
 from otel_judge.config import (
     OtlpExporterConfig,
@@ -53,20 +54,31 @@ from otel_judge.errors import (
     PermanentError,
     RetryableError,
 )
-from otel_judge.otlp import LogsBatch, TraceBatch, any_value_to_py, encode_otlp_json, iter_spans
+from otel_judge.otlp import LogsBatch, MetricsBatch, TraceBatch, any_value_to_py, encode_otlp_json, iter_spans
+from otel_judge.storage import Entry, acquire, release
 
 __all__ = ["DebugExporter", "Exporter", "FanOutExporter", "FileExporter", "OtlpGrpcExporter", "OtlpHttpExporter"]
 
-Signal = Literal["traces", "logs"]
+Signal = Literal["traces", "logs", "metrics"]
 
 TRACE_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 LOGS_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+METRICS_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+_RESPONSES: dict[str, Any] = {
+    "traces": ExportTraceServiceResponse,
+    "logs": ExportLogsServiceResponse,
+    "metrics": ExportMetricsServiceResponse,
+}
 
 
 class Exporter(Protocol):
     async def consume_traces(self, batch: TraceBatch) -> None: ...
 
     async def consume_logs(self, batch: LogsBatch) -> None: ...
+
+    async def consume_metrics(self, batch: MetricsBatch) -> None:
+        """otel-judge's own and evaluation metrics (never refused: they are small and periodic)."""
+        ...
 
     def ensure_capacity(self) -> None:
         """Raise :class:`OverloadedError` when a new request would not fit."""
@@ -94,6 +106,7 @@ class _Item:
     count: int
     parts: tuple[_Item, ...] = ()  # the queued requests a merged item was made of
     solo: bool = False  # split off a refused merged item: send alone
+    tokens: tuple[Entry, ...] = ()  # persistent mode: released once the backend took (or refused) the item
 
 
 class _TooLarge(PermanentError):
@@ -118,9 +131,12 @@ class QueuedExporter:
         self._wakeup = asyncio.Condition()
         self._consumers: list[asyncio.Task[None]] = []
         self._busy = 0
+        self._sending: list[_Item] = []  # taken by a sender, not yet sent nor given up
         self._idle = asyncio.Event()
         self._idle.set()
         self._stop = asyncio.Event()  # set at the shutdown deadline: interrupts retry waits
+        self._down: bool = False  # the last attempt failed retryably: logged once when it changes
+        self._full: bool = False  # a request was refused as the queue was full: logged once
 
     def ready(self) -> tuple[bool, str]:
         """``(ready, why)`` for readiness probes: ready while the queue has room for a request."""
@@ -130,13 +146,24 @@ class QueuedExporter:
 
     def ensure_capacity(self) -> None:
         if len(self._queue) >= self._queue_size:
+            if not self._full:
+                self._full = True
+                self._settings.logger.warning(
+                    "%s exporter queue is full (%d requests): receivers answer RESOURCE_EXHAUSTED / 429",
+                    self.name,
+                    self._queue_size,
+                    extra=logs.event("exporter.queue_full"),
+                )
             raise OverloadedError(f"{self.name} exporter queue is full ({self._queue_size} requests)", 1.0)
 
     async def consume_traces(self, batch: TraceBatch) -> None:
-        await self._put(_Item("traces", batch.to_bytes(), max(batch.span_count, 0)))
+        await self._put(_Item("traces", batch.to_bytes(), max(batch.span_count, 0), tokens=batch.tokens))
 
     async def consume_logs(self, batch: LogsBatch) -> None:
-        await self._put(_Item("logs", batch.to_bytes(), max(batch.record_count, 0)))
+        await self._put(_Item("logs", batch.to_bytes(), max(batch.record_count, 0), tokens=batch.tokens))
+
+    async def consume_metrics(self, batch: MetricsBatch) -> None:
+        await self._put(_Item("metrics", batch.to_bytes(), max(batch.point_count, 0)))
 
     async def _put(self, item: _Item) -> None:
         self._queue.append(item)
@@ -160,19 +187,25 @@ class QueuedExporter:
                 async with asyncio.timeout(remaining):
                     await self._idle.wait()
         self._stop.set()
+        unsent = [*self._sending, *self._queue]  # before the senders are cancelled: none of these will be sent
         for task in self._consumers:
             task.cancel()
         for task in self._consumers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._consumers = []
-        lost = sum(item.count for item in self._queue)
+        # Persistent mode: what carries a stored request stays on disk for the next start.
+        kept = sum(item.count for item in unsent if item.tokens)
+        lost = sum(item.count for item in unsent if not item.tokens)
         if lost:
             self._settings.logger.error("%s exporter: %d items still queued at shutdown were not sent", self.name, lost)
-            for item in self._queue:
-                self._settings.telemetry.add(
-                    "otel_judge.exporter.failed", item.count, exporter=self.name, signal=item.signal
-                )
+        if kept:
+            self._settings.logger.warning(
+                "%s exporter: %d items not sent by the end of shutdown stay on disk for the next start", self.name, kept
+            )
+        for item in unsent:
+            name = "otel_judge.storage.kept" if item.tokens else "otel_judge.exporter.failed"
+            self._settings.telemetry.add(name, item.count, exporter=self.name, signal=item.signal)
         self._queue.clear()
         await self._close()
 
@@ -193,9 +226,15 @@ class QueuedExporter:
             count += head.count
             size += len(head.payload)
         self._settings.telemetry.set("otel_judge.exporter.queue.size", len(self._queue), exporter=self.name)
+        if self._full and len(self._queue) < self._queue_size:
+            self._full = False
+            self._settings.logger.info(
+                "%s exporter queue has room again", self.name, extra=logs.event("exporter.queue_recovered")
+            )
         if len(items) == 1:
             return first
-        return _Item(first.signal, b"".join(i.payload for i in items), count, tuple(items))
+        tokens = tuple(t for i in items for t in i.tokens)
+        return _Item(first.signal, b"".join(i.payload for i in items), count, tuple(items), tokens=tokens)
 
     async def _consume(self) -> None:
         while not self._stop.is_set():
@@ -203,9 +242,11 @@ class QueuedExporter:
                 await self._wakeup.wait_for(lambda: bool(self._queue))
                 item = self._take()
             self._busy += 1
+            self._sending.append(item)
             try:
                 await self._send_with_retry(item)
             finally:
+                self._sending.remove(item)
                 self._busy -= 1
                 if not self._queue and not self._busy:
                     self._idle.set()
@@ -219,6 +260,14 @@ class QueuedExporter:
             try:
                 await self._send(item.signal, item.payload)
             except RetryableError as exc:
+                if not self._down:
+                    self._down = True
+                    self._settings.logger.warning(
+                        "%s exporter: backend not accepting (%s); retrying",
+                        self.name,
+                        exc,
+                        extra=logs.event("exporter.down"),
+                    )
                 wait = _jitter(interval, self._retry.randomization_factor, self._rng)
                 if exc.retry_after is not None:
                     wait = max(exc.retry_after, 0.0)  # the server's hint wins
@@ -237,7 +286,9 @@ class QueuedExporter:
             except _TooLarge as exc:
                 if len(item.parts) > 1:  # a merge the backend refused: send its parts one by one
                     for part in reversed(item.parts):
-                        self._queue.appendleft(_Item(part.signal, part.payload, part.count, solo=True))
+                        self._queue.appendleft(
+                            _Item(part.signal, part.payload, part.count, solo=True, tokens=part.tokens)
+                        )
                     async with self._wakeup:
                         self._wakeup.notify(len(item.parts))
                     return
@@ -248,20 +299,33 @@ class QueuedExporter:
                 return
             else:
                 telemetry.add("otel_judge.exporter.sent", item.count, exporter=self.name, signal=item.signal)
+                if self._down:
+                    self._down = False
+                    self._settings.logger.info(
+                        "%s exporter: backend accepting again", self.name, extra=logs.event("exporter.up")
+                    )
+                if item.tokens:
+                    release(item.tokens)
                 return
 
     def _give_up(self, item: _Item, reason: str) -> None:
         self._settings.telemetry.add("otel_judge.exporter.failed", item.count, exporter=self.name, signal=item.signal)
         self._settings.logger.error("%s exporter dropped %d %s: %s", self.name, item.count, item.signal, reason)
+        if item.tokens:  # dropped and counted: nothing left to deliver
+            release(item.tokens)
 
     async def _send(self, signal: Signal, payload: bytes) -> None:
         raise NotImplementedError
 
     def _count_rejected(self, signal: Signal, reply: bytes) -> None:
         """Count the items an ``Export*ServiceResponse``'s ``partial_success`` says were rejected."""
-        response = (ExportTraceServiceResponse if signal == "traces" else ExportLogsServiceResponse).FromString(reply)
+        response = _RESPONSES[signal].FromString(reply)
         partial = response.partial_success
-        rejected = getattr(partial, "rejected_spans", 0) or getattr(partial, "rejected_log_records", 0)
+        rejected = (
+            getattr(partial, "rejected_spans", 0)
+            or getattr(partial, "rejected_log_records", 0)
+            or getattr(partial, "rejected_data_points", 0)
+        )
         if rejected:
             self._settings.telemetry.add("otel_judge.exporter.failed", rejected, exporter=self.name, signal=signal)
             self._settings.logger.warning(
@@ -294,7 +358,16 @@ class OtlpGrpcExporter(QueuedExporter):
     def _open(self) -> grpc.aio.Channel:
         target, scheme_tls = self.target(self._config.endpoint or "")
         tls = self._config.tls
-        options = [("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.enable_retries", 0)]
+        retry = self._config.retry_on_failure
+        options = [
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.enable_retries", 0),
+            # gRPC's own reconnect backoff (1 s growing to 120 s) would keep a backend that is back
+            # unreached long after an outage; reconnect at the pace of retry_on_failure instead.
+            ("grpc.initial_reconnect_backoff_ms", max(1, int(retry.initial_interval * 1000))),
+            ("grpc.min_reconnect_backoff_ms", max(1, int(retry.initial_interval * 1000))),
+            ("grpc.max_reconnect_backoff_ms", max(1, int(retry.max_interval * 1000))),
+        ]
         compression = grpc.Compression.Gzip if self._config.compression == "gzip" else grpc.Compression.NoCompression
         if tls.insecure or (scheme_tls is False and not tls.ca_file):
             return grpc.aio.insecure_channel(target, options=options, compression=compression)
@@ -323,6 +396,7 @@ class OtlpGrpcExporter(QueuedExporter):
             self._calls = {
                 "traces": self._channel.unary_unary(TRACE_METHOD),
                 "logs": self._channel.unary_unary(LOGS_METHOD),
+                "metrics": self._channel.unary_unary(METRICS_METHOD),
             }
         await super().start()
 
@@ -392,6 +466,9 @@ class OtlpHttpExporter(QueuedExporter):
             "traces": self._url(config.traces_endpoint, config.endpoint, "/v1/traces", "traces_endpoint"),
             "logs": self._url(config.logs_endpoint, config.endpoint, "/v1/logs", "logs_endpoint"),
         }
+        if config.metrics_endpoint or config.endpoint:  # without either, metrics are not sent here
+            metrics = self._url(config.metrics_endpoint, config.endpoint, "/v1/metrics", "metrics_endpoint")
+            self._urls["metrics"] = metrics
         self._headers = {
             hdrs.USER_AGENT: f"otel-judge/{__version__}",
             **config.headers,
@@ -413,6 +490,10 @@ class OtlpHttpExporter(QueuedExporter):
             where = f"exporters.otlphttp.{key}" if explicit else "exporters.otlphttp.endpoint"
             raise ConfigError([f"{where}: {url!r} must start with http:// or https://"])
         return url
+
+    async def consume_metrics(self, batch: MetricsBatch) -> None:
+        if "metrics" in self._urls:
+            await super().consume_metrics(batch)
 
     @property
     def where(self) -> str:
@@ -569,9 +650,14 @@ class FileExporter:
 
     async def consume_traces(self, batch: TraceBatch) -> None:
         self._write(encode_otlp_json(batch.request), "traces", batch.span_count)
+        release(batch.tokens)
 
     async def consume_logs(self, batch: LogsBatch) -> None:
         self._write(encode_otlp_json(batch.request), "logs", batch.record_count)
+        release(batch.tokens)
+
+    async def consume_metrics(self, batch: MetricsBatch) -> None:
+        self._write(encode_otlp_json(batch.request), "metrics", batch.point_count)
 
 
 class DebugExporter:
@@ -591,13 +677,17 @@ class DebugExporter:
         return None
 
     async def consume_logs(self, batch: LogsBatch) -> None:
-        return None
+        release(batch.tokens)
+
+    async def consume_metrics(self, batch: MetricsBatch) -> None:
+        return None  # the console shows judged spans; metrics are at /metrics and over OTLP
 
     async def consume_traces(self, batch: TraceBatch) -> None:
         for _, _, span in iter_spans(batch.request.resource_spans):
             line = self.describe(span)
             if line:
                 print(line, file=self._stream, flush=True)
+        release(batch.tokens)
 
     def describe(self, span: object) -> str | None:
         attrs = {kv.key: any_value_to_py(kv.value) for kv in span.attributes}  # type: ignore[attr-defined]
@@ -621,7 +711,8 @@ class DebugExporter:
 
 
 class FanOutExporter:
-    """Sends every batch to each exporter in turn."""
+    """Sends every batch to each exporter in turn. In persistent mode each exporter gets its own
+    reference to the batch's stored requests: a request leaves the disk once every exporter is done."""
 
     def __init__(self, exporters: list[Exporter]) -> None:
         self.exporters = exporters
@@ -631,12 +722,20 @@ class FanOutExporter:
             exporter.ensure_capacity()
 
     async def consume_traces(self, batch: TraceBatch) -> None:
+        if batch.tokens:
+            acquire(batch.tokens, len(self.exporters) - 1)
         for exporter in self.exporters:
             await exporter.consume_traces(batch)
 
     async def consume_logs(self, batch: LogsBatch) -> None:
+        if batch.tokens:
+            acquire(batch.tokens, len(self.exporters) - 1)
         for exporter in self.exporters:
             await exporter.consume_logs(batch)
+
+    async def consume_metrics(self, batch: MetricsBatch) -> None:
+        for exporter in self.exporters:
+            await exporter.consume_metrics(batch)
 
     async def start(self) -> None:
         for exporter in self.exporters:

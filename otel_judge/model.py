@@ -164,6 +164,10 @@ class EvaluationRecord:
     judged_model: str | None = None  # the model that produced the judged answer
     response_id: str | None = None  # gen_ai.response.id of the judged call
     late: bool = False  # finished after judge.max_hold: its span went out without it
+    # For outputs that emit OTLP (log records, late child spans): the judged span's resource (an
+    # opentelemetry.proto Resource, shared, read-only) and when the judgment started (wall clock).
+    resource: Any = field(default=None, compare=False, repr=False)
+    started_ns: int = 0
 
     @property
     def slice_dict(self) -> dict[str, str]:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
@@ -24,8 +25,12 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
 from otel_judge.errors import MalformedError
 
+if TYPE_CHECKING:
+    from otel_judge.storage import Entry
+
 __all__ = [
     "LogsBatch",
+    "MetricsBatch",
     "TraceBatch",
     "any_value_to_py",
     "attributes_to_dict",
@@ -37,18 +42,25 @@ __all__ = [
 
 
 class _Batch:
-    """An OTLP export request plus its wire bytes while they are still valid (traces or logs)."""
+    """An OTLP export request plus its wire bytes while they are still valid (traces or logs).
 
-    __slots__ = ("_count", "_raw", "_request")
+    ``tokens``: in persistent mode (``storage``), one reference to each stored request whose content
+    this batch carries (:class:`otel_judge.storage.Entry`; a merged or rebuilt batch may carry several,
+    and the same one more than once). The consumer a batch is handed to owns those references and
+    releases them once the content was accepted downstream; in memory mode it is always ``()``.
+    """
+
+    __slots__ = ("_count", "_raw", "_request", "tokens")
     _message: Any  # the request class
     _kind: str
 
-    def __init__(self, request: Any = None, raw: bytes | None = None) -> None:
+    def __init__(self, request: Any = None, raw: bytes | None = None, tokens: tuple[Entry, ...] = ()) -> None:
         if request is None and raw is None:
             raise ValueError("a batch needs a request or its bytes")
         self._request = request
         self._raw = raw
         self._count = -1 if request is None else self._counter(request)
+        self.tokens = tokens
 
     @staticmethod
     def _counter(request: Any) -> int:
@@ -75,6 +87,11 @@ class _Batch:
     def mark_modified(self) -> None:
         """Call after changing :attr:`request`: the received bytes are no longer valid."""
         self._raw = None
+
+    def modified_to(self, raw: bytes) -> None:
+        """Call after changing :attr:`request` when the caller has the bytes it now encodes to (e.g.
+        the received ones with the changed parts re-encoded): they are sent, not a new encoding."""
+        self._raw = raw
 
     def to_bytes(self) -> bytes:
         if self._raw is None:
@@ -119,6 +136,35 @@ class LogsBatch(_Batch):
     @property
     def record_count(self) -> int:
         return self._count
+
+
+class MetricsBatch(_Batch):
+    """An ``ExportMetricsServiceRequest`` (otel-judge's own and evaluation metrics) and its bytes."""
+
+    __slots__ = ()
+    _message = ExportMetricsServiceRequest
+    _kind = "ExportMetricsServiceRequest"
+    request: ExportMetricsServiceRequest
+
+    @staticmethod
+    def _counter(request: Any) -> int:
+        return count_data_points(request)
+
+    @property
+    def point_count(self) -> int:
+        return self._count
+
+
+def count_data_points(request: ExportMetricsServiceRequest) -> int:
+    """Data points of every metric, whatever its type (the unit OTLP counts metrics in)."""
+    total = 0
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                kind = metric.WhichOneof("data")
+                if kind is not None:
+                    total += len(getattr(metric, kind).data_points)
+    return total
 
 
 def count_spans(request: ExportTraceServiceRequest) -> int:
@@ -220,7 +266,9 @@ def _ids(node: Any, convert: Any) -> Any:
     return node
 
 
-def encode_otlp_json(request: ExportTraceServiceRequest | ExportLogsServiceRequest) -> str:
+def encode_otlp_json(
+    request: ExportTraceServiceRequest | ExportLogsServiceRequest | ExportMetricsServiceRequest,
+) -> str:
     """OTLP/JSON as the spec and the Collector's file exporter write it: hex ids, integer enums."""
     data = json_format.MessageToDict(request, use_integers_for_enums=True)
     data = _ids(data, lambda v: base64.b64decode(v).hex())

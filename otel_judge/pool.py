@@ -13,11 +13,11 @@ import asyncio
 import contextlib
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from otel_judge import __version__
+from otel_judge import __version__, logs
 from otel_judge.component import Clock, Settings
 from otel_judge.errors import JudgeTimeoutError, ParseError, PermanentError, RetryableError
 from otel_judge.evaluators import Evaluator
@@ -27,6 +27,9 @@ from otel_judge.model import EvaluationResult, EvaluationStatus, Exchange, Judge
 __all__ = ["JudgePool"]
 
 ResultCallback = Callable[[EvaluationResult], None]
+# A judgment made before a restart (the evaluation store), looked up by evaluation id; None if there is none.
+PriorLookup = Callable[[str], Awaitable[EvaluationResult | None]]
+PRIOR_LOOKUP_TIMEOUT = 2.0  # a slow store must not hold a worker: past this, the judge is asked
 
 
 @dataclass(slots=True)
@@ -82,6 +85,7 @@ class JudgePool:
         settings: Settings,
         cache_ttl: float = 0.0,
         cache_size: int = 100_000,
+        prior: PriorLookup | None = None,
     ) -> None:
         self._max_concurrency = max_concurrency
         self._timeout = timeout
@@ -91,6 +95,8 @@ class JudgePool:
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
         self._cache = _ResultCache(cache_ttl, cache_size, settings.clock)
+        self._log_throttle = logs.Throttle(settings)
+        self._prior = prior if cache_ttl > 0 else None
 
     @property
     def depth(self) -> int:
@@ -154,9 +160,11 @@ class JudgePool:
     async def _work(self) -> None:
         while True:
             job = await self._queue.get()
-            await self._judge_ready(job.evaluator)
             self._settings.telemetry.set("otel_judge.judge.queue.depth", self._queue.qsize())
-            result = await self._run(job)
+            result = await self._prior_result(job)
+            if result is None:
+                await self._judge_ready(job.evaluator)
+                result = await self._run(job)
             if result.status is EvaluationStatus.EVALUATED:
                 self._cache.put(job.evaluation_id, result)
                 self._cache.put(job.content_key, result)
@@ -167,6 +175,20 @@ class JudgePool:
                     callback(shared)
                 except Exception:  # a consumer bug must not kill the worker
                     self._settings.logger.exception("result callback failed")
+
+    async def _prior_result(self, job: _Job) -> EvaluationResult | None:
+        """A judgment of this evaluation id from before a restart (the store), reused like a cache hit."""
+        if self._prior is None:
+            return None
+        try:
+            async with asyncio.timeout(PRIOR_LOOKUP_TIMEOUT):
+                found = await self._prior(job.evaluation_id)
+        except Exception:  # the store is optional: on any trouble, judge
+            return None
+        if found is None or found.status is not EvaluationStatus.EVALUATED:
+            return None
+        self._settings.telemetry.add("otel_judge.judge.cache.hits", kind="store")
+        return dataclasses.replace(found, evaluation_id=job.evaluation_id, usage=JudgeUsage())
 
     async def _judge_ready(self, evaluator: Evaluator) -> None:
         """Wait out the judge's start-up (litellm's import) before a deadline starts to run."""
@@ -220,7 +242,15 @@ class JudgePool:
         except (RetryableError, PermanentError) as exc:
             return failed(EvaluationStatus.JUDGE_ERROR, str(exc))
         except Exception as exc:  # a plugin evaluator's bug costs a score, never the pipeline
-            self._settings.logger.warning("evaluator %s raised %s", evaluator.name, type(exc).__name__)
+            suppressed = self._log_throttle.allow((evaluator.name, type(exc).__name__))
+            if suppressed is not None:  # once a minute per evaluator and error, not per span
+                self._settings.logger.warning(
+                    "evaluator %s raised %s (%d more since the last report)",
+                    evaluator.name,
+                    type(exc).__name__,
+                    suppressed,
+                    extra=logs.ids(evaluation_id=job.evaluation_id),
+                )
             return failed(EvaluationStatus.JUDGE_ERROR, f"{type(exc).__name__}: {exc}")
         return EvaluationResult(
             evaluator.name,

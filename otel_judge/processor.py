@@ -27,13 +27,14 @@ import functools
 import hashlib
 import heapq
 import json
-from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from otel_judge import semconv
@@ -43,8 +44,10 @@ from otel_judge.config import OutputsConfig, PiiKind, SamplingConfig
 from otel_judge.enrich import apply_results, overall_status, set_status
 from otel_judge.evaluators import Evaluator
 from otel_judge.exporter import Exporter
-from otel_judge.model import EvaluationResult, EvaluationStatus, Exchange
+from otel_judge.logs import Throttle, ids
+from otel_judge.model import EvaluationRecord, EvaluationResult, EvaluationSink, EvaluationStatus, Exchange
 from otel_judge.otlp import LogsBatch, TraceBatch, attributes_to_dict, set_attribute
+from otel_judge.outputs import SliceResolver
 from otel_judge.pii import redact_exchange
 from otel_judge.pool import JudgePool
 from otel_judge.reader import (
@@ -57,12 +60,45 @@ from otel_judge.reader import (
     is_content_record,
 )
 from otel_judge.reader.join import join_logs, nested_duplicates
+from otel_judge.reader.scan import light_request, scope_layout, splice_scopes
 from otel_judge.sampling import Decision, Sampler, SamplingContext, TraceSummary
+from otel_judge.storage import Entry, acquire, release
 
 __all__ = ["JudgeProcessor", "evaluation_id"]
 
 NO_CONTENT_HINT_INTERVAL = 60.0
 RECENT_ROOTS = 10_000  # root spans remembered for traces whose LLM spans have not arrived yet
+MAX_AWAITING_ROOT = 10_000  # evaluation records waiting for their trace's root span (for slices) at most
+MAX_OPEN_JUDGMENTS = 100_000  # judged spans remembered until their last (possibly late) judgment
+
+
+_NOTHING_KNOWN = TraceSummary()  # what a decision on arrival knows of the span's trace (policies only read it)
+
+
+def _encode_changed(batch: TraceBatch, changed: set[tuple[int, int]]) -> None:
+    """Only spans of the ``changed`` (resource, scope) positions got an attribute: re-encode those
+    scopes into the received bytes rather than the whole request; the whole request when the bytes
+    are gone or do not match it."""
+    layout = None if batch.is_modified else scope_layout(batch.to_bytes())
+    request = batch.request
+    if layout is None or len(layout) != len(request.resource_spans) or any(
+        len(scopes) != len(rs.scope_spans) for (_, scopes), rs in zip(layout, request.resource_spans, strict=True)
+    ):
+        batch.mark_modified()
+        return
+    replaced = {(i, j): request.resource_spans[i].scope_spans[j].SerializeToString() for i, j in changed}
+    batch.modified_to(splice_scopes(batch.to_bytes(), layout, replaced))
+
+
+def _light(batch: TraceBatch) -> Any | None:
+    """The request's spans' attribute keys (:mod:`otel_judge.reader.scan`), or None when the received
+    bytes are gone (the request was changed) or the light tree does not match the request."""
+    if batch.is_modified:
+        return None
+    light = light_request(batch.to_bytes())
+    if light is None or len(light.resource_spans) != len(batch.request.resource_spans):
+        return None
+    return light
 
 
 def evaluation_id(trace_id: bytes, span_id: bytes, evaluator: Evaluator) -> str:
@@ -73,11 +109,15 @@ def evaluation_id(trace_id: bytes, span_id: bytes, evaluator: Evaluator) -> str:
 
 @dataclass(slots=True, eq=False)
 class _Held:
-    """One LLM-call span out of its request: awaiting the decision, then its judgment."""
+    """One LLM-call span out of its request: awaiting the decision, then its judgment.
+
+    ``stored`` is the span, or its wire bytes while it waits for its trace's decision: a parsed span
+    takes ~4x its encoded size in memory (5.3 KB for a 1.3 KB chat span), and tens of thousands wait
+    ``decision_wait`` at once. :attr:`span` parses it on first use."""
 
     resource_spans: ResourceSpans  # resource and schema only
     scope_spans: ScopeSpans  # scope and schema only
-    span: Span
+    stored: Span | bytes
     reader: ContentReader
     size: int = 0  # bytes, for max_held_bytes
     decision: Decision | None = None  # made on arrival when the policies need nothing else of the trace
@@ -85,6 +125,33 @@ class _Held:
     deadline: float = 0.0  # max_hold deadline, set when judging starts
     pending: int = 0
     results: list[EvaluationResult] = field(default_factory=list)
+    tokens: tuple[Entry, ...] = ()  # persistent mode: one reference to the stored request it came in
+
+    @property
+    def span(self) -> Span:
+        stored = self.stored
+        if isinstance(stored, bytes):
+            stored = self.stored = Span.FromString(stored)
+        return stored
+
+
+@dataclass(slots=True, eq=False)
+class _Judged:
+    """What the evaluation outputs need of a judged span, kept until its last judgment is in (also
+    after ``max_hold`` released the span, so that late judgments can still be emitted)."""
+
+    trace_id: bytes
+    span_id: bytes
+    resource: Resource  # the held span's resource (shared with its request's other held spans)
+    span_attrs: dict[str, Any]  # only the keys the slice lookups read
+    resource_attrs: dict[str, Any]
+    evaluators: Mapping[str, Evaluator]  # by name: the set that judges it (for evaluation ids)
+    probability: float | None
+    judged_model: str | None
+    response_id: str | None
+    started_ns: int
+    pending: int
+    slices: tuple[tuple[str, str], ...] | None = None  # resolved once the root is known or no longer awaited
 
 
 @dataclass(slots=True, eq=False)
@@ -120,7 +187,12 @@ class JudgeProcessor:
         content_cache: bool = False,
         redact: Sequence[PiiKind] | None = None,
         outputs: OutputsConfig | None = None,
+        sinks: Sequence[EvaluationSink] = (),
+        slices: Mapping[str, str] | None = None,
     ) -> None:
+        """``sinks`` receive an :class:`EvaluationRecord` per completed judgment (late ones included),
+        with ``slices`` (name -> lookup, ``quality.slices``) resolved against the judged span, its
+        resource and its trace's root span."""
         self._next = next_consumer
         self._sampler = sampler
         self._reader = reader
@@ -155,6 +227,22 @@ class JudgeProcessor:
         self._ticker: asyncio.Task[None] | None = None
         self._stopped = False
         self._no_content: dict[str, tuple[int, float]] = {}  # reader -> (spans since last hint, when)
+        # Evaluation outputs. Nothing of this runs for spans that are not judged, but a dict lookup per
+        # root span when a slice reads the root: the looked-up keys of the roots of traces with a
+        # held or judged span are remembered (bounded) for the records.
+        self._sinks = sinks  # the caller's sequence: a sink it adds before start is fed too
+        self._slices = SliceResolver(slices or {})
+        self._watch_roots = bool(self._sinks) and self._pool is not None and self._slices.needs_root
+        self._roots: OrderedDict[bytes, tuple[dict[str, Any], dict[str, Any]]] = OrderedDict()
+        self._awaiting: dict[bytes, list[tuple[_Judged, EvaluationResult, bool]]] = {}  # trace id -> records
+        self._awaiting_order: deque[tuple[float, bytes]] = deque()  # (emit at the latest, trace id)
+        self._awaiting_count = 0
+        self._open: OrderedDict[int, _Judged] = OrderedDict()  # judgment key -> its span, until all are in
+        self._open_traces: Counter[bytes] = Counter()  # trace id -> judged spans of it in _open
+        self._inline = 0  # > 0 while a judgment is being started (its checks answer synchronously)
+        self._by_name = {e.name: e for e in self._evaluators}
+        self._alternative_by_name = {e.name: e for e in self._alternative}
+        self._log_throttle = Throttle(settings)
 
     @property
     def held_count(self) -> int:
@@ -193,6 +281,9 @@ class JudgeProcessor:
         if self._pool is not None:
             await self._pool.shutdown(deadline)
         await self._release(list(self._judging), EvaluationStatus.SHUTDOWN)
+        self._flush_awaiting(None)  # what still waits for a root goes out without its root's slices
+        self._open.clear()  # the pool is stopped: no judgment will come in any more
+        self._open_traces.clear()
 
     async def _tick_loop(self, interval: float) -> None:
         while True:
@@ -220,6 +311,8 @@ class JudgeProcessor:
             expired.append(key)
         if expired:
             await self._release(expired, EvaluationStatus.TIMEOUT)
+        if self._awaiting_order:
+            self._flush_awaiting(now)
 
     # ------------------------------------------------------------------ data path
 
@@ -251,19 +344,33 @@ class JudgeProcessor:
             await self._next.consume_traces(batch)
             return
         request = batch.request
-        modified = False
+        changed: set[tuple[int, int]] = set()  # (resource, scope) whose spans got a status
         held_any = False
         late_spans: list[tuple[_Held, TraceSummary]] = []
+        roots: list[tuple[Span, Any]] = []  # for slices: looked at once the whole request was seen
         counts: Counter[tuple[str, EvaluationStatus]] = Counter()  # counted once per request, not per span
-        for rs in request.resource_spans:
+        # Every span's attribute keys, decoded in C from the received bytes (None: the request was
+        # changed, so each span's keys are walked instead); light_rs[i].scope_spans[j].spans[k]
+        # is the span at the same position.
+        light = _light(batch)
+        candidate_keys = self._reader.candidate_keys
+        now: float | None = None  # one clock reading per request, when a decision needs it
+        needs_all_spans, watch_roots = self._needs_all_spans, self._watch_roots  # per span: locals
+        for rs_index, rs in enumerate(request.resource_spans):
             rs_shell: ResourceSpans | None = None
             resource_attrs: dict[str, Any] | None = None
-            for ss in rs.scope_spans:
+            light_scopes = light.resource_spans[rs_index].scope_spans if light is not None else None
+            if light_scopes is not None and len(light_scopes) != len(rs.scope_spans):
+                light_scopes = None
+            for ss_index, ss in enumerate(rs.scope_spans):
                 taken: list[int] = []
                 ss_shell: ScopeSpans | None = None
+                light_spans = light_scopes[ss_index].spans if light_scopes is not None else None
+                if light_spans is not None and len(light_spans) != len(ss.spans):
+                    light_spans = None
                 for index, span in enumerate(ss.spans):
                     record: _Trace | None = None
-                    if self._needs_all_spans:  # policies read other spans: remember what they need of each
+                    if needs_all_spans:  # policies read other spans: remember what they need of each
                         record = self._traces.get(span.trace_id)
                         if record is None and span.trace_id not in self._decided:
                             record = self._trace(span.trace_id)
@@ -271,15 +378,25 @@ class JudgeProcessor:
                             record.summary.add_span(span, rs.resource, self._sampler.needs)
                             if not span.parent_span_id:
                                 self._root_seen(record)
+                        if watch_roots and not span.parent_span_id:
+                            roots.append((span, rs.resource))
                     elif not span.parent_span_id:  # only roots matter: they shorten the wait of held spans
+                        if watch_roots:  # for the slices of evaluation records
+                            roots.append((span, rs.resource))
                         root_trace = self._traces.get(span.trace_id)
                         if root_trace is not None:
                             self._root_seen(root_trace)
                         else:
                             self._remember_root(bytes(span.trace_id))
-                    if not self._reader.is_candidate(span):
-                        continue
-                    view = SpanView(span, rs.resource, ss.scope)
+                    if light_spans is not None:
+                        light_attributes = light_spans[index].attributes
+                        if candidate_keys.isdisjoint(light_attributes):
+                            continue
+                        view = SpanView(span, rs.resource, ss.scope, light_attributes)
+                    else:
+                        if not self._reader.is_candidate(span):
+                            continue
+                        view = SpanView(span, rs.resource, ss.scope)
                     reader = self._classify(view)
                     if reader is None:  # GenAI-looking, but not a model call (agent, tool, wrapper)
                         continue
@@ -288,12 +405,14 @@ class JudgeProcessor:
                         # The policies read nothing but this span: decide now, hold only what is chosen.
                         if resource_attrs is None:  # decoded once per resource, not per span
                             resource_attrs = attributes_to_dict(rs.resource.attributes)
+                        if now is None:
+                            now = self._clock.monotonic()
                         ctx = SamplingContext(
                             bytes(span.trace_id),
                             span,
                             rs.resource,
-                            TraceSummary(),
-                            self._clock.monotonic(),
+                            _NOTHING_KNOWN,
+                            now,
                             _resource_attrs=resource_attrs,
                             span_keys=view.attribute_keys(),
                         )
@@ -301,7 +420,7 @@ class JudgeProcessor:
                         if not early.sampled:
                             counts[(early.policy or "none", EvaluationStatus.SAMPLED_OUT)] += 1
                             set_status(span, EvaluationStatus.SAMPLED_OUT, view.attribute_keys())
-                            modified = True
+                            changed.add((rs_index, ss_index))
                             continue
                         self._count_decision(early)
                     size = span.ByteSize()
@@ -311,15 +430,19 @@ class JudgeProcessor:
                     ):
                         self._count(EvaluationStatus.SKIPPED_OVERLOAD)
                         set_status(span, EvaluationStatus.SKIPPED_OVERLOAD)
-                        modified = True
+                        changed.add((rs_index, ss_index))
                         continue
                     if rs_shell is None:
                         rs_shell = ResourceSpans(resource=rs.resource, schema_url=rs.schema_url)
                     if ss_shell is None:
                         ss_shell = ScopeSpans(scope=ss.scope, schema_url=ss.schema_url)
-                    copy = Span()
-                    copy.CopyFrom(span)
-                    held = _Held(rs_shell, ss_shell, copy, reader, size=size, decision=early)
+                    stored: Span | bytes
+                    if early is not None:  # read at once
+                        stored = Span()
+                        stored.CopyFrom(span)
+                    else:  # waits for its trace's decision: kept encoded
+                        stored = span.SerializeToString()
+                    held = _Held(rs_shell, ss_shell, stored, reader, size=size, decision=early, tokens=batch.tokens)
                     exchange = self._content_on_span(held) if early is not None else None
                     if exchange is not None:
                         # Chosen, and its content is on the span: no log join to wait for, judge now.
@@ -327,7 +450,7 @@ class JudgeProcessor:
                         if status is not None:
                             self._count(status)
                             set_status(span, status)
-                            modified = True
+                            changed.add((rs_index, ss_index))
                             continue
                         self._held_bytes += size
                         taken.append(index)
@@ -335,27 +458,31 @@ class JudgeProcessor:
                     self._held_bytes += size
                     taken.append(index)
                     if record is None:
-                        record = self._traces.get(copy.trace_id)
-                    late = self._decided.get(copy.trace_id) if record is None else None
+                        record = self._traces.get(span.trace_id)
+                    late = self._decided.get(span.trace_id) if record is None else None
                     if late is not None:  # its trace was decided already: follow it, now
                         self._telemetry.add("otel_judge.spans.late")
                         late_spans.append((held, late))
                         continue
-                    trace = record or self._trace(copy.trace_id)
+                    trace = record or self._trace(span.trace_id)
                     trace.spans.append(held)
                     self._pending_spans += 1
-                    if not copy.parent_span_id:
+                    if not span.parent_span_id:
                         self._root_seen(trace)
                 for index in reversed(taken):
                     del ss.spans[index]
+                if taken and batch.tokens:  # each span taken out keeps its request on disk until it is exported
+                    acquire(batch.tokens, len(taken))
                 held_any = held_any or bool(taken)
         if held_any:
             _prune_empty(request)
-            modified = True
-        if modified:
             batch.mark_modified()
+        elif changed:
+            _encode_changed(batch, changed)
         if request.resource_spans:
             await self._next.consume_traces(batch)
+        elif batch.tokens:  # every span was taken out: they hold the request now
+            release(batch.tokens)
         for (policy, status), count in counts.items():
             self._telemetry.add("otel_judge.sampling.decisions", count, policy=policy, outcome="not_sampled")
             self._telemetry.add("otel_judge.evaluation.status", count, status=status.value)
@@ -363,6 +490,11 @@ class JudgeProcessor:
             await self._decide_late(late_spans)
         self._telemetry.set("otel_judge.held.spans", self.held_count)
         await self._decide_early()
+        if roots and (self._awaiting or self._open_traces or self._traces):
+            for root, resource in roots:  # after the request's own judgments started, whatever the span order
+                self._root_arrived(root, resource)
+        if self._awaiting_order:
+            self._flush_awaiting(self._clock.monotonic())
 
     def _classify(self, view: SpanView) -> ContentReader | None:
         try:
@@ -500,7 +632,7 @@ class JudgeProcessor:
         set_attribute(span.attributes, semconv.OTEL_JUDGE_SAMPLING_PROBABILITY, float(decision.probability))
         if decision.policy is not None:
             set_attribute(span.attributes, semconv.OTEL_JUDGE_SAMPLING_POLICY, decision.policy)
-        self._judge(held, status)
+        self._judge(held, status, decision.probability)
         return None
 
     def _content_on_span(self, held: _Held) -> Exchange | None:
@@ -538,10 +670,16 @@ class JudgeProcessor:
             return EvaluationStatus.READ_ERROR
         except Exception:  # a reader bug: the span goes on untouched but for its status
             self._telemetry.add("otel_judge.reader.errors", format=held.reader.name)
-            # The traceback may carry content: only with content logging on.
-            self._settings.logger.warning(
-                "reader %s failed on a span", held.reader.name, exc_info=self._settings.include_content
-            )
+            suppressed = self._log_throttle.allow(("reader", held.reader.name))
+            if suppressed is not None:  # once a minute per reader, not per span
+                # The traceback may carry content: only with content logging on.
+                self._settings.logger.warning(
+                    "reader %s failed on a span (%d more since the last report; otel_judge.reader.errors)",
+                    held.reader.name,
+                    suppressed,
+                    exc_info=self._settings.include_content,
+                    extra=ids(held.span.trace_id, held.span.span_id),
+                )
             return EvaluationStatus.READ_ERROR
 
     def _count_decision(self, decision: Decision) -> None:
@@ -564,7 +702,7 @@ class JudgeProcessor:
             hint,
         )
 
-    def _judge(self, held: _Held, exchange: Exchange) -> None:
+    def _judge(self, held: _Held, exchange: Exchange, probability: float | None = None) -> None:
         assert self._pool is not None
         key = self._next_id
         self._next_id += 1
@@ -581,7 +719,19 @@ class JudgeProcessor:
         held.deadline = self._clock.monotonic() + self._max_hold
         held.pending = len(evaluators)
         self._judging[key] = held
+        if self._sinks:
+            self._open_judgment(key, held, exchange, evaluators, probability)
         self._drained.clear()
+        # Results given during this call (checks, cache hits) may wait for a root span of the request
+        # being handled, even with decision_wait 0: the request's end emits them.
+        self._inline += 1
+        try:
+            self._dispatch(key, held, evaluators, exchange)
+        finally:
+            self._inline -= 1
+
+    def _dispatch(self, key: int, held: _Held, evaluators: Sequence[Evaluator], exchange: Exchange) -> None:
+        assert self._pool is not None
         on_done = functools.partial(self._on_result, key)
         # Deterministic checks first, inline (no I/O, microseconds); a failed gate skips the judge.
         llm: list[Evaluator] = []
@@ -619,6 +769,8 @@ class JudgeProcessor:
         self._sampler.settle(result.usage.cost_usd, result.usage.input_tokens + result.usage.output_tokens)
         self._telemetry.set("otel_judge.budget.spent_usd", self._sampler.spent_usd())
         held = self._judging.get(key)
+        if self._sinks:
+            self._close_judgment(key, result, late=held is None)
         if held is None:  # max_hold expired or shutdown: the span is already on its way
             self._telemetry.add("otel_judge.late_results")
             return
@@ -652,6 +804,135 @@ class JudgeProcessor:
     def _count(self, status: EvaluationStatus) -> None:
         self._telemetry.add("otel_judge.evaluation.status", status=status.value)
 
+    # ------------------------------------------------------------------ evaluation records
+
+    def _open_judgment(
+        self, key: int, held: _Held, exchange: Exchange, evaluators: Sequence[Evaluator], probability: float | None
+    ) -> None:
+        """Remember what the records of this span's judgments need (only judged spans get here)."""
+        span = held.span
+        resource = held.resource_spans.resource
+        trace_id = bytes(span.trace_id)
+        if self._watch_roots and not span.parent_span_id:  # the judged span is its trace's root
+            self._keep_root(trace_id, span, resource)
+        self._open[key] = _Judged(
+            trace_id=trace_id,
+            span_id=bytes(span.span_id),
+            resource=resource,
+            span_attrs=self._slices.span_subset(span),
+            resource_attrs=self._slices.resource_subset(resource),
+            evaluators=self._alternative_by_name if evaluators is self._alternative else self._by_name,
+            probability=probability,
+            judged_model=exchange.model,
+            response_id=exchange.response_id,
+            started_ns=self._clock.time_ns(),
+            pending=len(evaluators),
+        )
+        self._open_traces[trace_id] += 1
+        if len(self._open) > MAX_OPEN_JUDGMENTS:  # judgments lost in the pool would otherwise pile up
+            self._forget(self._open.popitem(last=False)[1])
+
+    def _forget(self, judged: _Judged) -> None:
+        left = self._open_traces[judged.trace_id] - 1
+        if left > 0:
+            self._open_traces[judged.trace_id] = left
+        else:
+            del self._open_traces[judged.trace_id]
+
+    def _close_judgment(self, key: int, result: EvaluationResult, *, late: bool) -> None:
+        """One judgment is in: its record goes to the sinks, now or once its trace's root is known."""
+        judged = self._open.get(key)
+        if judged is None:  # forgotten (shutdown, or the bound): nothing to say where it belongs
+            return
+        judged.pending -= 1
+        if judged.pending <= 0:
+            del self._open[key]
+            self._forget(judged)
+        if judged.slices is None:
+            root = self._roots.get(judged.trace_id)
+            if root is None and self._watch_roots and (self._sampling.decision_wait > 0 or self._inline):
+                self._await_root(judged, result, late)
+                return
+            judged.slices = self._slices.resolve(judged.span_attrs, judged.resource_attrs, root)
+        self._emit([self._build_record(judged, result, late)])
+
+    def _build_record(self, judged: _Judged, result: EvaluationResult, late: bool) -> EvaluationRecord:
+        evaluator = judged.evaluators.get(result.evaluator)
+        eid = result.evaluation_id
+        if eid is None:
+            eid = (
+                evaluation_id(judged.trace_id, judged.span_id, evaluator)
+                if evaluator is not None
+                else hashlib.sha256(judged.trace_id + judged.span_id + result.evaluator.encode()).hexdigest()[:32]
+            )
+        return EvaluationRecord(
+            evaluation_id=eid,
+            time_ns=result.completed_ns or self._clock.time_ns(),
+            trace_id=judged.trace_id,
+            span_id=judged.span_id,
+            result=result,
+            slices=judged.slices or (),
+            sampling_probability=judged.probability,
+            judged_model=judged.judged_model,
+            response_id=judged.response_id,
+            late=late,
+            resource=judged.resource,
+            started_ns=judged.started_ns,
+        )
+
+    def _await_root(self, judged: _Judged, result: EvaluationResult, late: bool) -> None:
+        """Hold the record until the trace's root span arrives, ``decision_wait`` at most."""
+        waiting = self._awaiting.get(judged.trace_id)
+        if waiting is None:
+            waiting = self._awaiting[judged.trace_id] = []
+            self._awaiting_order.append((self._clock.monotonic() + self._sampling.decision_wait, judged.trace_id))
+        waiting.append((judged, result, late))
+        self._awaiting_count += 1
+        while self._awaiting_count > MAX_AWAITING_ROOT and self._awaiting_order:
+            self._emit_awaiting(self._awaiting_order.popleft()[1], None)
+
+    def _root_arrived(self, span: Span, resource: Any) -> None:
+        """A root span: kept when its trace has a span held or judged (a dict lookup otherwise)."""
+        trace_id = span.trace_id
+        if trace_id in self._awaiting or trace_id in self._open_traces or trace_id in self._traces:
+            self._keep_root(bytes(trace_id), span, resource)
+
+    def _keep_root(self, trace_id: bytes, span: Span, resource: Any) -> None:
+        """Remember the keys the slices read of a root span (LRU); release the records awaiting it."""
+        root = self._slices.root_subset(span, resource)
+        self._roots[trace_id] = root
+        self._roots.move_to_end(trace_id)
+        if len(self._roots) > RECENT_ROOTS:
+            self._roots.popitem(last=False)
+        if trace_id in self._awaiting:
+            self._emit_awaiting(trace_id, root)
+
+    def _flush_awaiting(self, now: float | None) -> None:
+        """Emit the records whose wait for a root is over (all of them when ``now`` is None)."""
+        order = self._awaiting_order
+        while order and (now is None or order[0][0] <= now):
+            self._emit_awaiting(order.popleft()[1], None)
+
+    def _emit_awaiting(self, trace_id: bytes, root: tuple[dict[str, Any], dict[str, Any]] | None) -> None:
+        waiting = self._awaiting.pop(trace_id, None)
+        if not waiting:
+            return
+        self._awaiting_count -= len(waiting)
+        records = []
+        for judged, result, late in waiting:
+            if judged.slices is None:
+                judged.slices = self._slices.resolve(judged.span_attrs, judged.resource_attrs, root)
+            records.append(self._build_record(judged, result, late))
+        self._emit(records)
+
+    def _emit(self, records: list[EvaluationRecord]) -> None:
+        for sink in self._sinks:
+            try:
+                sink.record(records)
+            except Exception:  # an output's bug costs its records, never a span
+                output = getattr(sink, "name", type(sink).__name__)
+                self._telemetry.add("otel_judge.outputs.dropped", len(records), output=output, reason="error")
+
 
 def _run_check(evaluator: Evaluator, check: Any, exchange: Exchange) -> EvaluationResult:
     try:
@@ -684,7 +965,9 @@ def _build_batch(released: list[_Held]) -> TraceBatch:
     request = ExportTraceServiceRequest()
     resource_index: dict[int, ResourceSpans] = {}
     scope_index: dict[int, ScopeSpans] = {}
+    tokens: list[Entry] = []
     for held in released:
+        tokens.extend(held.tokens)  # the batch takes over each span's reference
         rs = resource_index.get(id(held.resource_spans))
         if rs is None:
             rs = request.resource_spans.add()
@@ -696,7 +979,7 @@ def _build_batch(released: list[_Held]) -> TraceBatch:
             ss.CopyFrom(held.scope_spans)
             scope_index[id(held.scope_spans)] = ss
         ss.spans.append(held.span)
-    return TraceBatch(request)
+    return TraceBatch(request, tokens=tuple(tokens))
 
 
 def _log_task_error(settings: Settings, task: asyncio.Task[None]) -> None:

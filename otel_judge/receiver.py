@@ -38,6 +38,7 @@ from otel_judge.health import (
     decode_health_check_request,
     encode_health_check_response,
 )
+from otel_judge.logs import correlated_grpc
 from otel_judge.otlp import LogsBatch, TraceBatch
 
 __all__ = ["OtlpGrpcReceiver", "outcome_for"]
@@ -52,10 +53,17 @@ _LOGS_OK: bytes = ExportLogsServiceResponse().SerializeToString()
 
 
 def _retry_trailer(code: grpc.StatusCode, message: str, seconds: float) -> tuple[tuple[str, bytes], ...]:
+    """The retry hint, where clients look for it: in the rich status (``grpc-status-details-bin``, read by
+    the Go and Java OTLP exporters and otel-judge's own) and as a bare ``RetryInfo`` in
+    ``google.rpc.retryinfo-bin`` (read by the Python SDK's OTLP exporter)."""
     delay = duration_pb2.Duration(seconds=int(seconds), nanos=int((seconds % 1) * 1e9))
+    info = error_details_pb2.RetryInfo(retry_delay=delay)
     status = status_pb2.Status(code=code.value[0], message=message)
-    status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-    return (("grpc-status-details-bin", status.SerializeToString()),)
+    status.details.add().Pack(info)
+    return (
+        ("grpc-status-details-bin", status.SerializeToString()),
+        ("google.rpc.retryinfo-bin", info.SerializeToString()),
+    )
 
 
 def outcome_for(error: BaseException) -> str:
@@ -109,10 +117,12 @@ class OtlpGrpcReceiver:
         server.add_generic_rpc_handlers(
             (
                 grpc.method_handlers_generic_handler(
-                    TRACE_SERVICE, {"Export": grpc.unary_unary_rpc_method_handler(self._export_traces)}
+                    TRACE_SERVICE,
+                    {"Export": grpc.unary_unary_rpc_method_handler(correlated_grpc(self._export_traces))},
                 ),
                 grpc.method_handlers_generic_handler(
-                    LOGS_SERVICE, {"Export": grpc.unary_unary_rpc_method_handler(self._export_logs)}
+                    LOGS_SERVICE,
+                    {"Export": grpc.unary_unary_rpc_method_handler(correlated_grpc(self._export_logs))},
                 ),
                 # Check only: Watch answers UNIMPLEMENTED, which the health-checking protocol allows.
                 grpc.method_handlers_generic_handler(

@@ -50,6 +50,7 @@ from otel_judge.errors import (
     status_for,
 )
 from otel_judge.health import split_host_port
+from otel_judge.logs import correlated_http
 from otel_judge.otlp import LogsBatch, TraceBatch, decode_otlp_json
 from otel_judge.receiver import outcome_for
 
@@ -134,8 +135,8 @@ class OtlpHttpReceiver:
         tls = self._config.tls
         ssl_context = server_ssl_context(tls, "receivers.otlp.protocols.http.tls") if tls is not None else None
         app = web.Application()
-        app.router.add_post(self._config.traces_url_path, self._export_traces)
-        app.router.add_post(self._config.logs_url_path, self._export_logs)
+        app.router.add_post(self._config.traces_url_path, correlated_http(self._export_traces))
+        app.router.add_post(self._config.logs_url_path, correlated_http(self._export_logs))
         # auto_decompress off: gzip is inflated here, under the size cap.
         runner = web.AppRunner(app, access_log=None, auto_decompress=False)
         await runner.setup()

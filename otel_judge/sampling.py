@@ -822,6 +822,9 @@ def _inclusion(results: Sequence[tuple[Policy, PolicyResult]]) -> float:
     return 1.0 - miss
 
 
+_NOT_SAMPLED_DECISION = Decision(False, None, 0.0)  # frozen: shared by every span no policy chose
+
+
 class Sampler:
     """Evaluates every policy for a span and combines them (drop > sample > not sampled), then the budgets."""
 
@@ -850,19 +853,24 @@ class Sampler:
         in :meth:`admit`, once the span is known to be judgeable."""
         if self.loop_guard is not None and self.loop_guard.evaluate(ctx).verdict is Verdict.DROPPED:
             return Decision(False, self.loop_guard.name, 0.0)
-        sampled: list[tuple[Policy, PolicyResult]] = []
+        sampled: list[tuple[Policy, PolicyResult]] | None = None  # allocated only when one samples
         dropped_by: str | None = None
         for policy in self.policies:
             result = policy.evaluate(ctx)
-            if result.verdict is Verdict.DROPPED and dropped_by is None:
+            verdict = result.verdict
+            if verdict is Verdict.NOT_SAMPLED:  # the common case, per span on the receive path
+                continue
+            if verdict is Verdict.DROPPED and dropped_by is None:
                 dropped_by = policy.name
-            elif result.verdict is Verdict.SAMPLED:
+            elif verdict is Verdict.SAMPLED:
+                if sampled is None:
+                    sampled = []
                 sampled.append((policy, result))
         if dropped_by is not None:
             return Decision(False, dropped_by, 0.0)
         if sampled:
             return Decision(True, sampled[0][0].name, _inclusion(sampled))
-        return Decision(False, None, 0.0)
+        return _NOT_SAMPLED_DECISION
 
     def admit(self, judgments: int) -> bool:
         """Reserve budget for ``judgments`` judge calls; False (nothing reserved) when a cap would pass."""

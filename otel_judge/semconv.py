@@ -59,6 +59,26 @@ GEN_AI_EVALUATION_NAME: Final = "gen_ai.evaluation.name"
 GEN_AI_EVALUATION_SCORE_VALUE: Final = "gen_ai.evaluation.score.value"
 GEN_AI_EVALUATION_SCORE_LABEL: Final = "gen_ai.evaluation.score.label"
 GEN_AI_EVALUATION_EXPLANATION: Final = "gen_ai.evaluation.explanation"
+ERROR_TYPE: Final = "error.type"  # on the event when the evaluation failed (our status, e.g. judge_error)
+# Ours, on the evaluation log record and late child span: the judgment's idempotency key and status.
+OTEL_JUDGE_EVALUATION_ID: Final = "otel_judge.evaluation.id"
+OTEL_JUDGE_EVALUATION_LATE: Final = "otel_judge.evaluation.late"
+# The late child span: "gen_ai.evaluation <gen_ai.evaluation.name>", parented to the judged span.
+EVALUATION_SPAN_NAME: Final = "gen_ai.evaluation"
+
+# Resource of otel-judge's own metrics.
+SERVICE_VERSION: Final = "service.version"
+SERVICE_INSTANCE_ID: Final = "service.instance.id"
+OTEL_JUDGE_SERVICE_NAME: Final = "otel-judge"
+
+# Regression alerts as OTLP log records (event name, attributes; the body is the whole alert object).
+EVENT_QUALITY_ALERT: Final = "otel_judge.quality.alert"
+OTEL_JUDGE_ALERT_ID: Final = "otel_judge.alert.id"
+OTEL_JUDGE_ALERT_STATUS: Final = "otel_judge.alert.status"  # firing | resolved
+OTEL_JUDGE_ALERT_KIND: Final = "otel_judge.alert.kind"  # window | change
+OTEL_JUDGE_ALERT_P_VALUE: Final = "otel_judge.alert.p_value"
+OTEL_JUDGE_ALERT_EFFECT: Final = "otel_judge.alert.effect"
+OTEL_JUDGE_SLICE_PREFIX: Final = "otel_judge.slice."  # + slice name
 
 # Instrumentation scope of anything otel-judge itself emits.
 SCOPE_NAME: Final = "otel_judge"

@@ -46,6 +46,13 @@ _CORE_INSTRUMENTS: Final[tuple[Instrument, ...]] = (
         "counter",
         "Judgments that finished after their span had been exported (max_hold expired).",
     ),
+    Instrument(
+        "otel_judge.outputs.dropped",
+        "{evaluation}",
+        "counter",
+        "Evaluation records an output could not take, by output (log_records, late_results, metrics, or an "
+        "evaluation sink's name) and reason (error, full, stopped); spans are not affected.",
+    ),
     Instrument("otel_judge.judge.calls", "{call}", "counter", "Calls to the judge model, by outcome (ok, error kind)."),
     Instrument("otel_judge.judge.duration", "s", "histogram", "Duration of judge model calls."),
     Instrument(
@@ -65,7 +72,7 @@ _CORE_INSTRUMENTS: Final[tuple[Instrument, ...]] = (
         "otel_judge.judge.cache.hits",
         "{judgment}",
         "counter",
-        "Judgments reused from the cache, by kind (evaluation_id, content).",
+        "Judgments reused from the cache, by kind (evaluation_id, content, store: made before a restart).",
     ),
     Instrument("otel_judge.judge.tokens", "{token}", "counter", "Judge tokens, by type (input, output)."),
     Instrument("otel_judge.judge.cost", "USD", "counter", "Judge spend according to litellm's prices."),
@@ -74,13 +81,13 @@ _CORE_INSTRUMENTS: Final[tuple[Instrument, ...]] = (
         "otel_judge.exporter.sent",
         "{item}",
         "counter",
-        "Spans / log records accepted downstream, by exporter and signal.",
+        "Spans / log records / metric data points accepted downstream, by exporter and signal.",
     ),
     Instrument(
         "otel_judge.exporter.failed",
         "{item}",
         "counter",
-        "Spans / log records given up on after retries, by exporter and signal.",
+        "Spans / log records / metric data points given up on after retries, by exporter and signal.",
     ),
     Instrument("otel_judge.exporter.retries", "{request}", "counter", "Export attempts retried."),
     Instrument("otel_judge.exporter.queue.size", "{item}", "gauge", "Items waiting in an exporter queue."),
@@ -126,6 +133,52 @@ _CORE_INSTRUMENTS: Final[tuple[Instrument, ...]] = (
         "counter",
         "Spans whose content could not be read (forwarded untouched), by format.",
     ),
+    # The persistent queue (storage: ...).
+    Instrument(
+        "otel_judge.storage.writes", "{request}", "counter", "Export requests written durably to the persistent queue."
+    ),
+    Instrument(
+        "otel_judge.storage.commits",
+        "{commit}",
+        "counter",
+        "Persistent-queue transactions (one fsync each; many writes share one), by outcome (ok, error).",
+    ),
+    Instrument("otel_judge.storage.entries", "{request}", "gauge", "Export requests in the persistent queue."),
+    Instrument("otel_judge.storage.size", "By", "gauge", "Bytes of export requests in the persistent queue."),
+    Instrument(
+        "otel_judge.storage.replayed",
+        "{item}",
+        "counter",
+        "Spans / log records a previous run left on disk, sent through the pipeline again at start, by signal; "
+        "those that had already been exported arrive downstream twice (at-least-once).",
+    ),
+    Instrument(
+        "otel_judge.storage.kept",
+        "{item}",
+        "counter",
+        "Spans / log records not exported by the end of shutdown and kept on disk for the next start, by signal.",
+    ),
+    # The evaluation store (store: ...).
+    Instrument(
+        "otel_judge.store.rows_written",
+        "{row}",
+        "counter",
+        "Rows (one per score) written to the evaluation store; rows already there are not counted.",
+    ),
+    Instrument(
+        "otel_judge.store.dropped",
+        "{evaluation}",
+        "counter",
+        "Evaluations not written to the store, by reason (queue_full, shutdown, error); their spans are not affected.",
+    ),
+    Instrument(
+        "otel_judge.store.errors",
+        "{operation}",
+        "counter",
+        "Store operations that failed, by operation (insert, lookup, retention, query); inserts are retried.",
+    ),
+    Instrument("otel_judge.store.rows_deleted", "{row}", "counter", "Rows deleted from the store by retention."),
+    Instrument("otel_judge.store.queue.size", "{evaluation}", "gauge", "Evaluations waiting to be written."),
 )
 
 # Evaluation metrics: labelled with gen_ai.evaluation.name (the score key) and the configured slice keys
@@ -170,6 +223,24 @@ EVALUATION_INSTRUMENTS: Final[tuple[Instrument, ...]] = (
         "gauge",
         "1 while a regression alert fires for (gen_ai.evaluation.name, slice), 0 once resolved.",
     ),
+    Instrument(
+        "otel_judge.quality.detector.runs",
+        "{run}",
+        "counter",
+        "Runs of the regression detector by outcome (ok, error).",
+    ),
+    Instrument(
+        "otel_judge.quality.alerts",
+        "{alert}",
+        "counter",
+        "Regression alert notifications by kind (window, change) and status (firing, resolved).",
+    ),
+    Instrument(
+        "otel_judge.quality.alert.deliveries",
+        "{alert}",
+        "counter",
+        "Alert deliveries by sink (webhook, log, otlp, metric) and outcome (delivered, retried, failed, dropped).",
+    ),
 )
 INSTRUMENTS: Final[tuple[Instrument, ...]] = _CORE_INSTRUMENTS + EVALUATION_INSTRUMENTS
 
@@ -186,6 +257,20 @@ _UNIT_SUFFIX: Final = {"s": "seconds", "By": "bytes"}
 PROMETHEUS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 AttrKey = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramPoint:
+    """One histogram series: ``counts[i]`` values fell in ``(bounds[i-1], bounds[i]]``, the last one
+    above every bound (per bucket, not cumulative, as OTLP carries them)."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    sum: float
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
 
 
 class Telemetry:
@@ -205,15 +290,15 @@ class Telemetry:
         if inst is None or inst.kind != kind:
             raise KeyError(f"undeclared {kind} instrument {name!r}: add it to telemetry.INSTRUMENTS")
 
-    def add(self, name: str, value: float = 1, **attrs: str) -> None:
+    def add(self, name: str, value: float = 1, /, **attrs: str) -> None:
         self._check(name, "counter")
         self._values[name][tuple(sorted(attrs.items()))] += value
 
-    def set(self, name: str, value: float, **attrs: str) -> None:
+    def set(self, name: str, value: float, /, **attrs: str) -> None:
         self._check(name, "gauge")
         self._values[name][tuple(sorted(attrs.items()))] = value
 
-    def record(self, name: str, value: float, **attrs: str) -> None:
+    def record(self, name: str, value: float, /, **attrs: str) -> None:
         self._check(name, "histogram")
         key = tuple(sorted(attrs.items()))
         samples = self._hist[name][key]
@@ -236,6 +321,22 @@ class Telemetry:
 
     def samples(self, name: str) -> list[float]:
         return [v for vals in self._hist.get(name, {}).values() for v in vals]
+
+    def collect(self) -> list[tuple[Instrument, AttrKey, float | HistogramPoint]]:
+        """Every series of every declared instrument that has values, in declaration order: a number
+        for counters (cumulative) and gauges (last value), a :class:`HistogramPoint` for histograms.
+        What the OTLP metrics export sends (:mod:`otel_judge.outputs`)."""
+        points: list[tuple[Instrument, AttrKey, float | HistogramPoint]] = []
+        for inst in INSTRUMENTS:
+            if inst.kind == "histogram":
+                bounds = _bounds(inst.name)
+                sums = self._sums.get(inst.name, {})
+                for key, counts in sorted(self._buckets.get(inst.name, {}).items()):
+                    points.append((inst, key, HistogramPoint(bounds, tuple(counts), sums.get(key, 0.0))))
+                continue
+            for key, value in sorted(self._values.get(inst.name, {}).items()):
+                points.append((inst, key, value))
+        return points
 
     def render_prometheus(self) -> str:
         """Every declared instrument that has values, in the Prometheus text exposition format 0.0.4.

@@ -1,9 +1,10 @@
 """Fakes for tests, shipped so users can test their own configs (like the Collector's consumertest).
 
-* :class:`SpanSink`: a real OTLP/gRPC server on 127.0.0.1 that records every request it receives,
-  and can be told to fail the next calls (to exercise retries).
-* :class:`HttpSpanSink`: the same over OTLP/HTTP (protobuf, gzip too), failing with HTTP statuses
-  and ``Retry-After``, refusing bodies over a size with 413, and recording request headers.
+* :class:`SpanSink`: a real OTLP/gRPC server on 127.0.0.1 (traces, logs and metrics services) that
+  records every request it receives, and can be told to fail the next calls (to exercise retries).
+* :class:`HttpSpanSink`: the same over OTLP/HTTP (``/v1/traces``, ``/v1/logs``, ``/v1/metrics``;
+  protobuf, gzip too), failing with HTTP statuses and ``Retry-After``, refusing bodies over a size
+  with 413, and recording request headers.
 * :class:`FakeJudge`: a real HTTP server on 127.0.0.1 speaking the OpenAI chat-completions API,
   whose answer is scripted per request (a function of the prompt it received), so the real litellm
   code path runs against it.
@@ -31,6 +32,10 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -78,6 +83,7 @@ class _Recorder:
     def __init__(self) -> None:
         self.trace_requests: list[ExportTraceServiceRequest] = []
         self.log_requests: list[ExportLogsServiceRequest] = []
+        self.metric_requests: list[ExportMetricsServiceRequest] = []
         self._changed: asyncio.Condition | None = None
 
     async def _notify(self) -> None:
@@ -95,6 +101,17 @@ class _Recorder:
     def log_records(self) -> list[Any]:
         return [rec for req in self.log_requests for _, _, rec in iter_log_records(req.resource_logs)]
 
+    def metrics(self, name: str | None = None) -> list[Any]:
+        """Every ``Metric`` received (of ``name`` only, when given), oldest request first."""
+        return [
+            metric
+            for req in self.metric_requests
+            for rm in req.resource_metrics
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+            if name is None or metric.name == name
+        ]
+
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
         """Wait until ``predicate()`` holds after a received request; TimeoutError otherwise."""
         assert self._changed is not None
@@ -107,7 +124,7 @@ class _Recorder:
 
 
 class SpanSink(_Recorder):
-    """An OTLP/gRPC server (traces and logs) that records what reaches it."""
+    """An OTLP/gRPC server (traces, logs and metrics) that records what reaches it."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, max_receive_bytes: int = 4 * 1024 * 1024) -> None:
         super().__init__()
@@ -136,6 +153,10 @@ class SpanSink(_Recorder):
                 grpc.method_handlers_generic_handler(
                     "opentelemetry.proto.collector.logs.v1.LogsService",
                     {"Export": grpc.unary_unary_rpc_method_handler(self._logs)},
+                ),
+                grpc.method_handlers_generic_handler(
+                    "opentelemetry.proto.collector.metrics.v1.MetricsService",
+                    {"Export": grpc.unary_unary_rpc_method_handler(self._metrics)},
                 ),
             )
         )
@@ -181,6 +202,12 @@ class SpanSink(_Recorder):
         self.log_requests.append(ExportLogsServiceRequest.FromString(raw))
         await self._notify()
         return bytes(ExportLogsServiceResponse().SerializeToString())
+
+    async def _metrics(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await self._maybe_fail(context)
+        self.metric_requests.append(ExportMetricsServiceRequest.FromString(raw))
+        await self._notify()
+        return bytes(ExportMetricsServiceResponse().SerializeToString())
 
 
 @dataclass(frozen=True)
@@ -231,6 +258,7 @@ class HttpSpanSink(_Recorder):
         app = web.Application(client_max_size=256 * 1024 * 1024)
         app.router.add_post("/v1/traces", self._traces)
         app.router.add_post("/v1/logs", self._logs)
+        app.router.add_post("/v1/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None, auto_decompress=False)  # gzip is checked here
         await self._runner.setup()
         await web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl).start()
@@ -262,6 +290,9 @@ class HttpSpanSink(_Recorder):
 
     async def _logs(self, request: web.Request) -> web.Response:
         return await self._handle(request, "logs")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return await self._handle(request, "metrics")
 
     async def _handle(self, request: web.Request, signal: str) -> web.Response:
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -303,6 +334,13 @@ class HttpSpanSink(_Recorder):
                 trace_reply.partial_success.rejected_spans = rejected
                 trace_reply.partial_success.error_message = message
             return 200, trace_reply.SerializeToString(), {}
+        if signal == "metrics":
+            self.metric_requests.append(ExportMetricsServiceRequest.FromString(raw))
+            metrics_reply = ExportMetricsServiceResponse()
+            if rejected:
+                metrics_reply.partial_success.rejected_data_points = rejected
+                metrics_reply.partial_success.error_message = message
+            return 200, metrics_reply.SerializeToString(), {}
         self.log_requests.append(ExportLogsServiceRequest.FromString(raw))
         logs_reply = ExportLogsServiceResponse()
         if rejected:
@@ -325,6 +363,7 @@ class JudgeRequest:
 
     body: dict[str, Any]
     headers: dict[str, str]
+    path: str = ""  # path and query string, e.g. /v1/chat/completions
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -352,6 +391,7 @@ class JudgeAnswer:
     error_body: dict[str, Any] | None = None
     prompt_tokens: int = 120
     completion_tokens: int = 12
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens when set
 
 
 Script = Callable[[JudgeRequest], "JudgeAnswer | str | Awaitable[JudgeAnswer | str]"]
@@ -389,6 +429,7 @@ class FakeJudge:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
         app.router.add_post("/chat/completions", self._handle)
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._handle)  # Azure OpenAI
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -407,7 +448,7 @@ class FakeJudge:
 
     async def _handle(self, http_request: web.Request) -> web.StreamResponse:
         body = await http_request.json()
-        request = JudgeRequest(body, dict(http_request.headers))
+        request = JudgeRequest(body, dict(http_request.headers), http_request.path_qs)
         self.requests.append(request)
         answer = self.script(request)
         if inspect.isawaitable(answer):
@@ -426,6 +467,13 @@ class FakeJudge:
                 "error": {"message": f"fake judge status {answer.status}", "type": "server_error", "code": None}
             }
             return web.json_response(error, status=answer.status, headers=answer.headers)
+        usage: dict[str, Any] = {
+            "prompt_tokens": answer.prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+            "total_tokens": answer.prompt_tokens + answer.completion_tokens,
+        }
+        if answer.cached_tokens is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": answer.cached_tokens}
         return web.json_response(
             {
                 "id": f"chatcmpl-fake{len(self.requests):06d}",
@@ -435,11 +483,7 @@ class FakeJudge:
                 "choices": [
                     {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer.text}}
                 ],
-                "usage": {
-                    "prompt_tokens": answer.prompt_tokens,
-                    "completion_tokens": answer.completion_tokens,
-                    "total_tokens": answer.prompt_tokens + answer.completion_tokens,
-                },
+                "usage": usage,
             },
             headers=answer.headers,
         )

@@ -64,6 +64,9 @@ def pipeline_config(sink: SpanSink, fake: FakeJudge | None, **sections: Any) -> 
             "decision_wait_after_root_received": "0s",
         },
         "judge": {"timeout": "5s", "max_hold": "30s", "max_concurrency": 8},
+        # Off unless a test is about it: the periodic and final metrics exports would add requests
+        # to the sink that tests counting requests do not expect (tests/test_outputs.py turns it on).
+        "outputs": {"metrics": {"otlp": False}},
     }
     if fake is not None:
         data["judge"].update({"model": fake.model, "api_base": fake.api_base, "api_key": "sk-test"})

@@ -99,16 +99,27 @@ def test_standard_otlp_environment_variables_are_exporter_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h30m", 5400), ("1.5s", 1.5), ("250us", 0.00025), (2, 2.0), ("0", 0)],
-    ids=["ms", "s", "m", "h-m", "fraction", "us", "number", "zero"],
+    [
+        ("500ms", 0.5),
+        ("30s", 30),
+        ("5m", 300),
+        ("1h30m", 5400),
+        ("1.5s", 1.5),
+        ("250us", 0.00025),
+        (2, 2.0),
+        ("0", 0),
+        ("7d", 7 * 86400),
+        ("1d12h", 1.5 * 86400),
+    ],
+    ids=["ms", "s", "m", "h-m", "fraction", "us", "number", "zero", "days", "days-hours"],
 )
 def test_durations_are_written_like_the_collector(text: object, seconds: float) -> None:
-    """Go-style durations, as in Collector configs."""
+    """Go-style durations, as in Collector configs, plus ``d`` for the day-long windows of retention."""
     assert parse_duration(text) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize(
-    "text", ["5 s", "s", "", "-1s", "1d", True], ids=["space", "unit-only", "empty", "negative", "days", "bool"]
+    "text", ["5 s", "s", "", "-1s", "1w", True], ids=["space", "unit-only", "empty", "negative", "weeks", "bool"]
 )
 def test_bad_durations_are_rejected(text: object) -> None:
     with pytest.raises(ValueError):

@@ -68,11 +68,12 @@ async def test_held_span_is_exported_with_timeout_when_max_hold_passes(sink: Spa
 
 
 async def test_late_result_after_max_hold_is_counted_not_written(sink: SpanSink) -> None:
+    """With outputs.late_results off, a late judgment is only counted (tests/test_outputs.py: on)."""
     gate = Gate()
     clock = FakeClock()
     settings = Settings(clock=clock)
     async with FakeJudge(gate) as judge:
-        config = pipeline_config(sink, judge, judge={"max_hold": "1s"})
+        config = pipeline_config(sink, judge, judge={"max_hold": "1s"}, outputs={"late_results": False})
         async with running(config, settings, tick=None) as pipeline:
             client = RawClient(pipeline.grpc_port)
             await client.traces(request(genai_span()))

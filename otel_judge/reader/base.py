@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -28,16 +29,24 @@ class Claim(enum.Enum):
 
 
 class SpanView:
-    """A span with its resource and scope, decoding attributes only when first asked."""
+    """A span with its resource and scope, decoding attributes only when first asked.
 
-    __slots__ = ("_attrs", "_index", "resource", "scope", "span")
+    ``light_attributes``: the span's attributes as a map from key to serialised ``AnyValue``, when
+    the caller decoded them already (:mod:`otel_judge.reader.scan`): key lookups then never walk
+    the span, and one value is decoded from its own bytes."""
 
-    def __init__(self, span: Span, resource: Any = None, scope: Any = None) -> None:
+    __slots__ = ("_attrs", "_index", "_light", "_name", "resource", "scope", "span")
+
+    def __init__(
+        self, span: Span, resource: Any = None, scope: Any = None, light_attributes: Mapping[str, bytes] | None = None
+    ) -> None:
         self.span = span
         self.resource = resource
         self.scope = scope
         self._attrs: dict[str, Any] | None = None
         self._index: dict[str, int] | None = None  # key -> position: one pass over the keys, no values
+        self._light = light_attributes
+        self._name: str | None = None
 
     def _positions(self) -> dict[str, int]:
         if self._index is None:
@@ -46,12 +55,22 @@ class SpanView:
 
     def attribute_keys(self) -> Any:
         """Attribute keys, without decoding any value (cheap: what classification looks at)."""
+        if self._light is not None:
+            return self._light
         return self._positions().keys()
 
     def get(self, key: str, default: Any = None) -> Any:
-        """One attribute's value, decoding only that value unless all were decoded already."""
+        """One attribute's value, decoding only that value unless all were decoded already. With a
+        repeated key the last one wins, as in :attr:`attrs`."""
         if self._attrs is not None:
             return self._attrs.get(key, default)
+        if self._light is not None:
+            raw = self._light.get(key)
+            if raw is None:
+                return default
+            if len(raw) > 1 and raw[0] == 0x0A and raw[1] == len(raw) - 2:  # a short string_value alone
+                return raw[2:].decode()
+            return any_value_to_py(AnyValue.FromString(raw))
         position = self._positions().get(key)
         if position is None:
             return default
@@ -65,7 +84,9 @@ class SpanView:
 
     @property
     def name(self) -> str:
-        return str(self.span.name)
+        if self._name is None:
+            self._name = str(self.span.name)
+        return self._name
 
 
 class ContentReader(Protocol):

@@ -20,8 +20,11 @@ from otel_judge.reader.base import ContentReader, SpanView
 class CallSpan(Protocol):
     """A span classified as a model call, with the reader that recognised it."""
 
-    span: Span
-    reader: ContentReader
+    @property
+    def span(self) -> Span: ...
+
+    @property
+    def reader(self) -> ContentReader: ...
 
 
 def join_logs(

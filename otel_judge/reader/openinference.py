@@ -77,6 +77,9 @@ def _fallback_json(value: Any) -> Any:
         return None
 
 
+_FIRST_INPUT_ROLE = f"{semconv.LLM_INPUT_MESSAGES_PREFIX}0.message.role"
+
+
 class OpenInferenceReader:
     name = "openinference"
     candidate_keys = semconv.CANDIDATE_KEYS
@@ -85,7 +88,7 @@ class OpenInferenceReader:
         kind = view.get(semconv.OPENINFERENCE_SPAN_KIND)
         if kind is not None:
             return Claim.LLM_CALL if str(kind).upper() == semconv.OPENINFERENCE_KIND_LLM else Claim.NOT_LLM
-        if f"{semconv.LLM_INPUT_MESSAGES_PREFIX}0.message.role" in view.attribute_keys():  # indices start at 0
+        if _FIRST_INPUT_ROLE in view.attribute_keys():  # indices start at 0
             return Claim.LLM_CALL
         return None
 

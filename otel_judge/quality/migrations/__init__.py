@@ -1,0 +1,1 @@
+"""Alembic migrations of the evaluation store, run programmatically by :class:`QualityStore` at start."""
