@@ -298,7 +298,7 @@ def run_judge_pool(plan: PoolPlan, workdir: Path, progress: Callable[[str], None
                     done += 1
                     progress(f"[{done}/{len(points)}] {client} c{concurrency} {latency * 1e3:g}ms ... ")
                     if not client.startswith("otel-judge") and request is None:
-                        # The exact request otel-judge (litellm) sent, as the fake judge received it.
+                        # What otel-judge sent (the same on both judge paths), as the fake judge received it.
                         last = _get_json(f"http://127.0.0.1:{judge_port}/last")
                         request = workdir / "judge-request.json"
                         request.write_text(json.dumps({"path": last["path"], "body": last["body"]}))

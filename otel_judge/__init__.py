@@ -1,6 +1,7 @@
 """otel-judge: LLM-as-judge scores for GenAI spans, inside the OpenTelemetry pipeline.
 
-Importing the package is cheap: litellm is imported only when a judge starts, in a thread.
+Importing the package is cheap: litellm is imported only for a judge that goes through litellm
+(not for OpenAI-compatible providers), when it starts, in a thread.
 """
 
 from __future__ import annotations

@@ -81,8 +81,12 @@ def _encode_changed(batch: TraceBatch, changed: set[tuple[int, int]]) -> None:
     are gone or do not match it."""
     layout = None if batch.is_modified else scope_layout(batch.to_bytes())
     request = batch.request
-    if layout is None or len(layout) != len(request.resource_spans) or any(
-        len(scopes) != len(rs.scope_spans) for (_, scopes), rs in zip(layout, request.resource_spans, strict=True)
+    if (
+        layout is None
+        or len(layout) != len(request.resource_spans)
+        or any(
+            len(scopes) != len(rs.scope_spans) for (_, scopes), rs in zip(layout, request.resource_spans, strict=True)
+        )
     ):
         batch.mark_modified()
         return
