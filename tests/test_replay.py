@@ -144,6 +144,16 @@ async def test_replay_gives_the_scores_of_the_live_pipeline(tmp_path: Path) -> N
     assert settings.telemetry.value("otel_judge.store.rows_written") == 0
     assert result.statuses == {"evaluated": 9, "no_content": 1}  # the tool call's follow-up carries no content
     assert result.overall("quality").n == 9
+    # A backfill lands when the archived calls happened: each replayed row at its span's end time.
+    ends = {
+        (span.trace_id.hex(), span.span_id.hex()): span.end_time_unix_nano
+        for t in traces
+        for rs in t.resource_spans
+        for ss in rs.scope_spans
+        for span in ss.spans
+    }
+    assert [r.time_ns for r in replayed] == [ends[(r.trace_id, r.span_id)] for r in replayed]
+    assert all(r.time_ns != ends[(r.trace_id, r.span_id)] for r in live)  # live rows: when judged
 
 
 NONE = {"sampling_percentage": 0}

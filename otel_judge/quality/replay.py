@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from otel_judge import semconv
 from otel_judge.component import Settings
 from otel_judge.config import Config, StoreConfig, validate_config
-from otel_judge.model import EvaluationRecord
+from otel_judge.model import EvaluationRecord, EvaluationSink
 from otel_judge.otlp import LogsBatch, TraceBatch, iter_log_records, iter_spans
 from otel_judge.quality.model import StoredEvaluation
 from otel_judge.quality.stats import Estimate, estimate
@@ -188,6 +188,25 @@ def _requests(chunk: list[_Trace]) -> tuple[ExportTraceServiceRequest, ExportLog
     return spans, logs
 
 
+class _AtCallTime:
+    """Passes records on with ``time_ns`` set to the judged span's end time (when known)."""
+
+    def __init__(self, sink: EvaluationSink, ends: dict[tuple[bytes, bytes], int]) -> None:
+        self._sink = sink
+        self._ends = ends
+
+    def record(self, records: Sequence[EvaluationRecord]) -> None:
+        self._sink.record(
+            [replace(r, time_ns=end) if (end := self._ends.get((r.trace_id, r.span_id))) else r for r in records]
+        )
+
+    async def start(self) -> None:  # the pipeline starts and stops the store sink itself
+        return None
+
+    async def shutdown(self, deadline: float) -> None:
+        return None
+
+
 async def replay(
     config: Config,
     traces: Sequence[ExportTraceServiceRequest],
@@ -212,6 +231,19 @@ async def replay(
             "no evaluator can run: set judge.model (or OTEL_JUDGE_MODEL) for LLM evaluators, or configure checks"
         )
     pipeline.detector = None  # replay judges; it does not watch for regressions
+    if pipeline.store_sink is not None:
+        # A backfill must land when the archived calls happened, not when the replay judged them: the
+        # store (and so reports, the API and the detector's windows) sees each row at its span's end time.
+        ends = {
+            (bytes(span.trace_id), bytes(span.span_id)): span.end_time_unix_nano
+            for request in traces
+            for rs in request.resource_spans
+            for ss in rs.scope_spans
+            for span in ss.spans
+            if span.end_time_unix_nano
+        }
+        index = pipeline.sinks.index(pipeline.store_sink)
+        pipeline.sinks[index] = _AtCallTime(pipeline.store_sink, ends)
     processor = pipeline.processor
     grouped = _group(traces, logs, GenAIReader.from_config(config.reader))
     result = ReplayResult(traces=len(grouped), spans=sum(len(t.spans) for t in grouped.values()))
