@@ -51,7 +51,7 @@ async def test_migrations_create_exactly_the_models(backend: str, tmp_path: Path
         await again.shutdown(0)
 
     assert differences == []
-    assert set(tables) == {"otel_judge_evaluations", "otel_judge_evaluation_slices", VERSION_TABLE}
+    assert set(tables) == {*METADATA.tables, VERSION_TABLE}
     assert [r.evaluation_id for r in kept] == ["quality-000001"]
 
 

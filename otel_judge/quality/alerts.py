@@ -21,7 +21,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -112,6 +112,39 @@ class Alert:
         """A stable id of the condition (the same for its firing and its resolved notification)."""
         raw = json.dumps([self.kind, self.score_key, sorted(self.slice.items()), self.started_at_ns])
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def to_state(self) -> dict[str, Any]:
+        """Every field as plain JSON, losslessly (nanosecond times, full estimates): what the store's
+        alert state keeps so that another replica, or this one after a restart, rebuilds the same
+        alert with :meth:`from_json` (same ``id``). Not the notification payload (:meth:`to_json`)."""
+        return {
+            "id": self.id,
+            **{
+                f.name: getattr(self, f.name)
+                for f in fields(self)
+                if f.name not in {"baseline", "current", "slice", "change", "extra"}
+            },
+            "slice": dict(self.slice),
+            "change": dict(self.change) if self.change else None,
+            "baseline": asdict(self.baseline),
+            "current": asdict(self.current),
+            "baseline_window": list(self.baseline_window),
+            "current_window": list(self.current_window),
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Alert:
+        """The alert of a :meth:`to_state` dict (read back from the store's alert state)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["baseline"] = Estimate(**data["baseline"])
+        values["current"] = Estimate(**data["current"])
+        values["baseline_window"] = tuple(data["baseline_window"])
+        values["current_window"] = tuple(data["current_window"])
+        values["slice"] = {str(k): str(v) for k, v in data["slice"].items()}
+        values["extra"] = dict(data.get("extra") or {})
+        return cls(**values)
 
     def resolved(self, now_ns: int, resolution: str) -> Alert:
         return replace(self, status="resolved", resolved_at_ns=now_ns, resolution=resolution)
@@ -457,6 +490,13 @@ class MetricAlertSink:
         return {semconv.GEN_AI_EVALUATION_NAME: alert.score_key, **dict(alert.slice)}
 
     def deliver(self, alert: Alert) -> None:
+        self.follow(alert)
+        self._settings.telemetry.add("otel_judge.quality.alert.deliveries", sink=self.name, outcome="delivered")
+
+    def follow(self, alert: Alert) -> None:
+        """Set the gauge for a state change this replica did not notify (another replica did, or one
+        before a restart): the detector calls ``follow`` on the sinks that have it, so every replica's
+        gauge shows the shared state."""
         labels = self.labels(alert)
         key = tuple(sorted(labels.items()))
         kinds = self._firing.setdefault(key, set())  # a window and a change alert may share a slice
@@ -465,7 +505,6 @@ class MetricAlertSink:
         else:
             kinds.discard(alert.kind)
         self._settings.telemetry.set("otel_judge.quality.regression", 1.0 if kinds else 0.0, **labels)
-        self._settings.telemetry.add("otel_judge.quality.alert.deliveries", sink=self.name, outcome="delivered")
 
     async def start(self) -> None:
         return None

@@ -20,8 +20,15 @@ of the run (Holm or Bonferroni), is at most ``alpha``. Welch's test uses the wei
 
 Alerts are deduplicated: a condition fires once and stays open (its numbers refreshed) until a run
 tests it and finds no regression (``resolved``, resolution ``recovered``), its slice has no scores in
-the windows any more (``no_data``) or its change point aged out (``expired``). The state is in memory:
-after a restart, a regression that still holds fires once more.
+the windows any more (``no_data``) or its change point aged out (``expired``).
+
+With a store that keeps alert state (:class:`AlertState`: the :class:`~otel_judge.quality.store.QualityStore`)
+the store is the source of truth, shared by replicas and kept over restarts: a condition is notified
+as firing only by the detector whose ``claim_firing`` made the transition, and as resolved only by the
+one whose ``claim_resolved`` did; every run first takes over the conditions the store says are firing
+(from another replica, or from before a restart), so that they show in :meth:`RegressionDetector.regression_for`
+and resolve when they clear. Over rows without such state (:class:`MemoryRows`: the report) the state
+is in memory only.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from otel_judge.component import Settings
 from otel_judge.config import Config, QualityConfig, RegressionConfig
@@ -41,6 +48,7 @@ from otel_judge.quality.model import StoredEvaluation
 from otel_judge.quality.stats import Estimate, adjust_p_values, estimate_arrays, mann_whitney_drop, welch_drop
 
 __all__ = [
+    "AlertState",
     "Analysis",
     "MemoryRows",
     "RegressionDetector",
@@ -70,6 +78,18 @@ class RowSource(Protocol):
         slices: Mapping[str, str] | None = None,
         statuses: Collection[str] | None = ("evaluated",),
     ) -> list[StoredEvaluation]: ...
+
+
+@runtime_checkable
+class AlertState(Protocol):
+    """Alert state shared by replicas and kept over restarts (the store's; see the module docstring).
+    Each claim is a compare-and-set: True only for the caller that made the transition."""
+
+    async def claim_firing(self, key: AlertKey, alert: Mapping[str, Any], now_ns: int) -> bool: ...
+
+    async def claim_resolved(self, key: AlertKey, alert: Mapping[str, Any], now_ns: int) -> bool: ...
+
+    async def firing_alerts(self) -> dict[AlertKey, dict[str, Any]]: ...
 
 
 class MemoryRows:
@@ -414,42 +434,94 @@ class RegressionDetector:
         overlap = max(10 * self.regression.interval, 600.0)
         self._cache = _RowCache(store, overlap_ns=int(overlap * NS), full_refresh_ns=int(full_refresh * NS))
         self._open: dict[AlertKey, Alert] = {}
+        self._state: AlertState | None = store if isinstance(store, AlertState) else None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.last_analysis: Analysis | None = None
 
     @property
     def open_alerts(self) -> list[Alert]:
-        """The alerts firing now."""
+        """The alerts firing now (with shared state: also those another replica notified)."""
         return list(self._open.values())
 
     async def run_once(self, now_ns: int) -> list[Alert]:
         """One run at ``now_ns``: test, update the alert state, notify the sinks; returns the
-        notifications sent (new ``firing`` and ``resolved`` alerts)."""
+        notifications sent (new ``firing`` and ``resolved`` alerts). With shared state, only the
+        transitions this detector claimed in the store are notified."""
         rows = await self._cache.get(now_ns - self._lookback, now_ns)
         # In a thread: over a large lookback the statistics take long enough to delay the span path.
         analysis = await asyncio.to_thread(analyse, rows, now_ns, self.regression, self.slice_names)
         self.last_analysis = analysis
+        followed = await self._sync(now_ns) if self._state is not None else []
         notifications: list[Alert] = []
         tested: set[AlertKey] = set()
-        for result in analysis.results:
-            key = result.alert.key
-            tested.add(key)
-            opened = self._open.get(key)
-            if result.regressed:
-                if opened is None:
-                    self._open[key] = result.alert
-                    notifications.append(result.alert)
-                else:  # still firing: fresh numbers, the same start
-                    self._open[key] = replace(
+        try:
+            # _open changes only after a claim succeeded or lost: a claim that fails (the database is
+            # away) leaves the condition as it was, for the next run to try again.
+            for result in analysis.results:
+                key = result.alert.key
+                tested.add(key)
+                opened = self._open.get(key)
+                if result.regressed:
+                    if opened is None:
+                        # Lost: another replica notified it; tracked silently (the next run takes its start).
+                        claimed = await self._claim(result.alert, now_ns)
+                        (notifications if claimed else followed).append(result.alert)
+                        self._open[key] = result.alert
+                    else:  # still firing: fresh numbers, the same start
+                        self._open[key] = replace(
+                            result.alert, started_at_ns=opened.started_at_ns, detected_at_ns=opened.detected_at_ns
+                        )
+                elif opened is not None:  # cleared: the resolved notification has the numbers that show it
+                    latest = replace(
                         result.alert, started_at_ns=opened.started_at_ns, detected_at_ns=opened.detected_at_ns
-                    )
-            elif opened is not None:  # cleared: the resolved notification has the numbers that show it
+                    ).resolved(now_ns, "recovered")
+                    (notifications if await self._claim(latest, now_ns) else followed).append(latest)
+                    del self._open[key]
+            for key in [k for k in self._open if k not in tested and k not in analysis.present]:
+                gone = self._open[key].resolved(now_ns, "expired" if key[0] == "change" else "no_data")
+                (notifications if await self._claim(gone, now_ns) else followed).append(gone)
                 del self._open[key]
-                latest = replace(result.alert, started_at_ns=opened.started_at_ns, detected_at_ns=opened.detected_at_ns)
-                notifications.append(latest.resolved(now_ns, "recovered"))
-        for key in [k for k in self._open if k not in tested and k not in analysis.present]:
-            notifications.append(self._open.pop(key).resolved(now_ns, "expired" if key[0] == "change" else "no_data"))
+        finally:
+            self._notify(notifications, followed)
+        return notifications
+
+    async def _sync(self, now_ns: int) -> list[Alert]:
+        """Align the open alerts with the store's firing conditions: take over those this detector does
+        not have open (another replica's, or from before a restart), drop those resolved elsewhere, and
+        keep the stored start of an episode (so that its ``id`` is the one that was notified). Returns
+        the changes, for the sinks that follow state (the regression gauge)."""
+        assert self._state is not None
+        firing = await self._state.firing_alerts()
+        changed: list[Alert] = []
+        for key in [k for k in self._open if k not in firing]:
+            changed.append(self._open.pop(key).resolved(now_ns, "recovered"))
+        for key, data in firing.items():
+            try:
+                stored = Alert.from_json(data)
+            except (KeyError, TypeError, ValueError) as exc:
+                self.settings.logger.warning("alert state of %s unreadable, ignored: %r", key, exc)
+                continue
+            mine = self._open.get(key)
+            if mine is None:
+                self._open[key] = stored
+                changed.append(stored)
+            elif mine.id != stored.id:
+                self._open[key] = replace(
+                    mine, started_at_ns=stored.started_at_ns, detected_at_ns=stored.detected_at_ns
+                )
+        return changed
+
+    async def _claim(self, alert: Alert, now_ns: int) -> bool:
+        """Whether this detector notifies ``alert`` (firing or resolved): always without shared state,
+        else only if its transition in the store is this detector's."""
+        if self._state is None:
+            return True
+        if alert.status == "firing":
+            return await self._state.claim_firing(alert.key, alert.to_state(), now_ns)
+        return await self._state.claim_resolved(alert.key, alert.to_state(), now_ns)
+
+    def _notify(self, notifications: Sequence[Alert], followed: Sequence[Alert]) -> None:
         for alert in notifications:
             self.settings.telemetry.add("otel_judge.quality.alerts", kind=alert.kind, status=alert.status)
             for sink in self.sinks:
@@ -457,7 +529,14 @@ class RegressionDetector:
                     sink.deliver(alert)
                 except Exception:  # deliver must not raise; if one does, the others still get the alert
                     self.settings.logger.exception("alert sink %s failed", sink.name)
-        return notifications
+        for alert in followed:  # state notified elsewhere: only sinks that show state follow it
+            for sink in self.sinks:
+                follow = getattr(sink, "follow", None)
+                if follow is not None:
+                    try:
+                        follow(alert)
+                    except Exception:
+                        self.settings.logger.exception("alert sink %s failed", sink.name)
 
     def regression_for(self, evaluator: str, slices: Mapping[str, str] | None = None) -> dict[str, Any] | None:
         """The open alert of ``evaluator`` (a score key) for exactly ``slices``; else the most

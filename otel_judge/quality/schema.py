@@ -7,6 +7,12 @@ evaluation's slice values as JSON, and ``otel_judge_evaluation_slices`` repeats 
 ``(evaluation, slice name)`` so that filtering by slice values is an indexed lookup on both
 backends. Times are integer nanoseconds since the epoch, as in OTLP.
 
+``otel_judge_alert_state`` is the regression detector's alert state, shared by replicas and kept
+over restarts: one row per alert condition (kind, score key, slice), keyed by ``condition_id``, the
+SHA-256 of the condition as canonical JSON (``slice`` keeps that JSON), with its ``status``
+(``firing`` / ``resolved``), the ``alert_id`` of its current episode, when it last changed and the
+alert itself (:meth:`otel_judge.quality.alerts.Alert.to_state`).
+
 Table names carry an ``otel_judge_`` prefix, and the migration version table is
 ``otel_judge_alembic_version``, so the store can share a database with an application's own tables.
 """
@@ -29,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-__all__ = ["EVALUATIONS", "METADATA", "SLICES", "VERSION_TABLE"]
+__all__ = ["ALERT_STATE", "EVALUATIONS", "METADATA", "SLICES", "VERSION_TABLE"]
 
 VERSION_TABLE = "otel_judge_alembic_version"
 
@@ -94,4 +100,19 @@ SLICES = Table(
     PrimaryKeyConstraint("evaluation_id", "name"),
     Index(None, "name", "value", "evaluation_id"),
     Index(None, "time_ns"),
+)
+
+ALERT_STATE = Table(
+    "otel_judge_alert_state",
+    METADATA,
+    Column("condition_id", String(64), nullable=False),  # sha256 hex of [kind, score_key, sorted slice items]
+    Column("kind", String(32), nullable=False),
+    Column("score_key", String(255), nullable=False),
+    Column("slice", Text, nullable=False),  # canonical JSON: sorted [[name, value], ...]
+    Column("status", String(16), nullable=False),  # firing | resolved
+    Column("alert_id", String(64), nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+    Column("alert", _Json, nullable=False),
+    PrimaryKeyConstraint("condition_id"),
+    Index(None, "status"),
 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import math
 import random
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequen
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Select, delete, event, func, inspect, select
+from sqlalchemy import Row, Select, delete, event, func, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError, SQLAlchemyError
@@ -34,7 +35,7 @@ from otel_judge.config import StoreConfig
 from otel_judge.errors import ConfigError
 from otel_judge.model import EvaluationRecord, EvaluationResult, EvaluationStatus, JudgeUsage, Score
 from otel_judge.quality.model import StoredEvaluation
-from otel_judge.quality.schema import EVALUATIONS, SLICES
+from otel_judge.quality.schema import ALERT_STATE, EVALUATIONS, SLICES
 
 __all__ = ["QualityStore", "ScoreRow", "StoreSink", "engine_url", "stored_evaluations"]
 
@@ -42,6 +43,17 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _MAX_TEXT = 255  # String(255) columns: label, models, slice values
 _IN_CHUNK = 500  # ids per IN (...) list
 _ADVISORY_LOCK = 0x6F746A71  # "otjq": one migration at a time across replicas
+
+#: An alert condition: (kind, score key, sorted slice items), as ``Alert.key``.
+ConditionKey = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+def _condition(key: ConditionKey) -> tuple[str, str]:
+    """The condition's id (SHA-256 hex of its canonical JSON) and its slice as canonical JSON."""
+    kind, score_key, slice_items = key
+    slice_json = json.dumps([[str(k), str(v)] for k, v in sorted(slice_items)], separators=(",", ":"))
+    canonical = json.dumps([kind, score_key, json.loads(slice_json)], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest(), slice_json
 
 
 def engine_url(url: str) -> URL:
@@ -363,6 +375,61 @@ class QualityStore:
                 self.settings.telemetry.add("otel_judge.store.errors", operation="retention")
                 self.settings.logger.warning("store retention failed: %s", _first_line(exc))
             await asyncio.sleep(interval)
+
+    # ------------------------------------------------------------------ alert state
+
+    async def claim_firing(self, key: ConditionKey, alert: Mapping[str, Any], now_ns: int) -> bool:
+        """Mark the condition ``key`` firing with ``alert`` (``Alert.to_state()``, its ``id`` the episode's
+        alert id): insert it if absent, else move it from resolved to firing. True only for the one
+        caller that made the transition (another replica, or this one before a restart, may have)."""
+        condition_id, slice_json = _condition(key)
+        values = {
+            "status": "firing",
+            "alert_id": str(alert.get("id", "")),
+            "updated_ns": now_ns,
+            "alert": _jsonable(dict(alert)),
+        }
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = insert(ALERT_STATE).values(
+            condition_id=condition_id, kind=key[0], score_key=key[1], slice=slice_json, **values
+        )
+        a = ALERT_STATE.c
+        async with self._writing() as conn:
+            # Both statements wait for a concurrent claim of the same row (its lock on PostgreSQL, the
+            # write lock on SQLite) and then see its outcome: exactly one of the claimants wins.
+            inserted = await conn.execute(
+                stmt.on_conflict_do_nothing(index_elements=["condition_id"]).returning(a.condition_id)
+            )
+            if inserted.first() is not None:
+                return True
+            moved = await conn.execute(
+                update(ALERT_STATE).where(a.condition_id == condition_id, a.status == "resolved").values(**values)
+            )
+            return bool(moved.rowcount)
+
+    async def claim_resolved(self, key: ConditionKey, alert: Mapping[str, Any], now_ns: int) -> bool:
+        """Move the condition ``key`` from firing to resolved, with ``alert`` (the resolved alert's
+        ``to_state()``), if it is firing the same episode (alert ``id``). True only for the one caller
+        that made the transition."""
+        condition_id, _ = _condition(key)
+        a = ALERT_STATE.c
+        stmt = update(ALERT_STATE).where(a.condition_id == condition_id, a.status == "firing")
+        if "id" in alert:
+            stmt = stmt.where(a.alert_id == str(alert["id"]))
+        async with self._writing() as conn:
+            moved = await conn.execute(stmt.values(status="resolved", updated_ns=now_ns, alert=_jsonable(dict(alert))))
+            return bool(moved.rowcount)
+
+    async def firing_alerts(self) -> dict[ConditionKey, dict[str, Any]]:
+        """Every condition firing now, with its alert (``Alert.to_state()`` as claimed)."""
+        a = ALERT_STATE.c
+        out: dict[ConditionKey, dict[str, Any]] = {}
+        async with self.engine.connect() as conn:
+            result = await conn.execute(select(a.kind, a.score_key, a.slice, a.alert).where(a.status == "firing"))
+            for kind, score_key, slice_json, alert in result:
+                items = tuple((str(k), str(v)) for k, v in json.loads(slice_json))
+                out[(kind, score_key, items)] = dict(alert)
+        return out
 
     # ------------------------------------------------------------------ reads
 
