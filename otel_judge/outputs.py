@@ -196,6 +196,10 @@ class EvaluationMetrics:
             for kind, tokens in (("input", usage.input_tokens), ("output", usage.output_tokens)):
                 if tokens:
                     telemetry.add("otel_judge.evaluation.tokens", tokens, **{**by_evaluator, "type": kind})
+            if record.started_ns and record.time_ns >= record.started_ns:
+                # Judge latency as the slice sees it: from submitting the span to this judgment's end.
+                seconds = (record.time_ns - record.started_ns) / 1e9
+                telemetry.record("otel_judge.evaluation.duration", seconds, **by_evaluator)
             for score in result.scores:
                 by_score = {**slices, semconv.GEN_AI_EVALUATION_NAME: score.key}
                 value = normalised_score(score)

@@ -212,6 +212,13 @@ EVALUATION_INSTRUMENTS: Final[tuple[Instrument, ...]] = (
         "Judge tokens by gen_ai.evaluation.name, type (input, output) and slice.",
     ),
     Instrument(
+        "otel_judge.evaluation.duration",
+        "s",
+        "histogram",
+        "Judgment latency (judging started -> this evaluator's result, queueing and retries included), by "
+        "gen_ai.evaluation.name and slice.",
+    ),
+    Instrument(
         "otel_judge.metrics.overflow",
         "{value}",
         "counter",

@@ -255,6 +255,10 @@ async def test_evaluation_metrics_arrive_over_otlp_with_slices_and_the_other_buc
     }
     overflow = _points(sink.metric_requests, "otel_judge.metrics.overflow")
     assert [(attrs(p), p.as_int) for p in overflow] == [({"slice": "model"}, 2)]
+    durations = _points(sink.metric_requests, "otel_judge.evaluation.duration")  # judge latency per slice
+    assert sum(p.count for p in durations) == 5
+    assert {attrs(p)["model"] for p in durations} == {"m1", "m2", OTHER}
+    assert all(attrs(p)["gen_ai.evaluation.name"] == "quality" and p.sum >= 0 for p in durations)
     metrics = {m.name: m for m in sink.metrics()}
     assert metrics["otel_judge.evaluation.results"].sum.is_monotonic
     assert metrics["otel_judge.evaluation.results"].sum.aggregation_temporality == AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -376,6 +380,9 @@ async def test_prometheus_endpoint_parses_with_the_evaluation_metrics(sink: Span
     [total] = [s for s in results.samples if s.name.endswith("_total")]
     assert total.labels["otel_judge_evaluation_status"] == "evaluated" and total.value == 1
     assert families["otel_judge_evaluation_passed"].samples[0].labels["outcome"] == "pass"
+    duration = families["otel_judge_evaluation_duration_seconds"]
+    [count] = [s for s in duration.samples if s.name.endswith("_count")]
+    assert (count.labels["gen_ai_evaluation_name"], count.labels["model"], count.value) == ("quality", "m1", 1)
 
 
 # --------------------------------------------------------------------------- units
