@@ -93,6 +93,13 @@ class _Batch:
         the received ones with the changed parts re-encoded): they are sent, not a new encoding."""
         self._raw = raw
 
+    def encoded_as(self, raw: bytes) -> None:
+        """The batch is now ``raw``, changed in its bytes rather than in :attr:`request` (e.g. fields
+        appended to some spans): the decoded request is dropped, and decoded again from ``raw`` if
+        asked for. The item count stays."""
+        self._raw = raw
+        self._request = None
+
     def to_bytes(self) -> bytes:
         if self._raw is None:
             assert self._request is not None

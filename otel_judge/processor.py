@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
@@ -60,7 +61,7 @@ from otel_judge.reader import (
     is_content_record,
 )
 from otel_judge.reader.join import join_logs, nested_duplicates
-from otel_judge.reader.scan import light_request, scope_layout, splice_scopes
+from otel_judge.reader.scan import append_to_spans, light_request, scope_layout, splice_scopes
 from otel_judge.sampling import Decision, Sampler, SamplingContext, TraceSummary
 from otel_judge.storage import Entry, acquire, release
 
@@ -92,6 +93,34 @@ def _encode_changed(batch: TraceBatch, changed: set[tuple[int, int]]) -> None:
         return
     replaced = {(i, j): request.resource_spans[i].scope_spans[j].SerializeToString() for i, j in changed}
     batch.modified_to(splice_scopes(batch.to_bytes(), layout, replaced))
+
+
+_STATUS_KEY = semconv.OTEL_JUDGE_EVALUATION_STATUS
+
+
+def _attribute_field(key: str, value: str) -> bytes:
+    """A string attribute encoded as one ``Span.attributes`` entry (field 9), ready to append."""
+    entry: bytes = KeyValue(key=key, value=AnyValue(string_value=value)).SerializeToString()
+    return b"\x4a" + _varint(len(entry)) + entry
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_SAMPLED_OUT_FIELD = _attribute_field(_STATUS_KEY, EvaluationStatus.SAMPLED_OUT.value)
+
+
+def _write_deferred(deferred: list[tuple[Span, Any]]) -> None:
+    """Write the deferred ``sampled_out`` statuses into the message (once: the list is emptied)."""
+    for span, keys in deferred:
+        set_status(span, EvaluationStatus.SAMPLED_OUT, keys)
+    deferred.clear()
 
 
 def _light(batch: TraceBatch) -> Any | None:
@@ -349,6 +378,11 @@ class JudgeProcessor:
             return
         request = batch.request
         changed: set[tuple[int, int]] = set()  # (resource, scope) whose spans got a status
+        # Fast path: ``sampled_out`` statuses are appended to the spans' received bytes (see
+        # append_to_spans) rather than written into the message, as long as nothing else changes.
+        appended: dict[tuple[int, int], dict[int, bytes]] = {}
+        deferred: list[tuple[Span, Any]] = []  # (span, its keys): the statuses not yet in the message
+        append_only = True
         held_any = False
         late_spans: list[tuple[_Held, TraceSummary]] = []
         roots: list[tuple[Span, Any]] = []  # for slices: looked at once the whole request was seen
@@ -360,6 +394,7 @@ class JudgeProcessor:
         candidate_keys = self._reader.candidate_keys
         now: float | None = None  # one clock reading per request, when a decision needs it
         needs_all_spans, watch_roots = self._needs_all_spans, self._watch_roots  # per span: locals
+        by_trace_id = self._sampler.by_trace_id
         for rs_index, rs in enumerate(request.resource_spans):
             rs_shell: ResourceSpans | None = None
             resource_attrs: dict[str, Any] | None = None
@@ -372,36 +407,55 @@ class JudgeProcessor:
                 light_spans = light_scopes[ss_index].spans if light_scopes is not None else None
                 if light_spans is not None and len(light_spans) != len(ss.spans):
                     light_spans = None
-                for index, span in enumerate(ss.spans):
+                # Fast: walk the light spans, and touch a full span only when it is a candidate.
+                fast = light_spans is not None and not needs_all_spans
+                full_spans = ss.spans
+                for index, item in enumerate(light_spans if fast else full_spans):  # type: ignore[arg-type]
                     record: _Trace | None = None
-                    if needs_all_spans:  # policies read other spans: remember what they need of each
-                        record = self._traces.get(span.trace_id)
-                        if record is None and span.trace_id not in self._decided:
-                            record = self._trace(span.trace_id)
-                        if record is not None:
-                            record.summary.add_span(span, rs.resource, self._sampler.needs)
-                            if not span.parent_span_id:
-                                self._root_seen(record)
-                        if watch_roots and not span.parent_span_id:
-                            roots.append((span, rs.resource))
-                    elif not span.parent_span_id:  # only roots matter: they shorten the wait of held spans
-                        if watch_roots:  # for the slices of evaluation records
-                            roots.append((span, rs.resource))
-                        root_trace = self._traces.get(span.trace_id)
-                        if root_trace is not None:
-                            self._root_seen(root_trace)
-                        else:
-                            self._remember_root(bytes(span.trace_id))
-                    if light_spans is not None:
-                        light_attributes = light_spans[index].attributes
+                    if fast:
+                        light_attributes = item.attributes
+                        if not item.parent_span_id:  # a root: it shortens the wait of held spans
+                            if watch_roots:  # for the slices of evaluation records
+                                roots.append((full_spans[index], rs.resource))
+                            root_trace = self._traces.get(item.trace_id)
+                            if root_trace is not None:
+                                self._root_seen(root_trace)
+                            else:
+                                self._remember_root(item.trace_id)
                         if candidate_keys.isdisjoint(light_attributes):
                             continue
+                        span = full_spans[index]
                         view = SpanView(span, rs.resource, ss.scope, light_attributes)
                     else:
-                        if not self._reader.is_candidate(span):
-                            continue
-                        view = SpanView(span, rs.resource, ss.scope)
-                    reader = self._classify(view)
+                        span = item
+                        if needs_all_spans:  # policies read other spans: remember what they need of each
+                            record = self._traces.get(span.trace_id)
+                            if record is None and span.trace_id not in self._decided:
+                                record = self._trace(span.trace_id)
+                            if record is not None:
+                                record.summary.add_span(span, rs.resource, self._sampler.needs)
+                                if not span.parent_span_id:
+                                    self._root_seen(record)
+                            if watch_roots and not span.parent_span_id:
+                                roots.append((span, rs.resource))
+                        elif not span.parent_span_id:  # only roots matter: they shorten the wait of held spans
+                            if watch_roots:  # for the slices of evaluation records
+                                roots.append((span, rs.resource))
+                            root_trace = self._traces.get(span.trace_id)
+                            if root_trace is not None:
+                                self._root_seen(root_trace)
+                            else:
+                                self._remember_root(bytes(span.trace_id))
+                        if light_spans is not None:
+                            light_attributes = light_spans[index].attributes
+                            if candidate_keys.isdisjoint(light_attributes):
+                                continue
+                            view = SpanView(span, rs.resource, ss.scope, light_attributes)
+                        else:
+                            if not self._reader.is_candidate(span):
+                                continue
+                            view = SpanView(span, rs.resource, ss.scope)
+                    reader = self._classify(view, light_attributes if light_spans is not None else None)
                     if reader is None:  # GenAI-looking, but not a model call (agent, tool, wrapper)
                         continue
                     early: Decision | None = None
@@ -409,22 +463,36 @@ class JudgeProcessor:
                         # The policies read nothing but this span: decide now, hold only what is chosen.
                         if resource_attrs is None:  # decoded once per resource, not per span
                             resource_attrs = attributes_to_dict(rs.resource.attributes)
-                        if now is None:
-                            now = self._clock.monotonic()
-                        ctx = SamplingContext(
-                            bytes(span.trace_id),
-                            span,
-                            rs.resource,
-                            _NOTHING_KNOWN,
-                            now,
-                            _resource_attrs=resource_attrs,
-                            span_keys=view.attribute_keys(),
-                        )
-                        early = self._sampler.decide(ctx)
+                        if by_trace_id:  # no context to build: the policies read the trace id only
+                            early = self._sampler.decide_by_trace_id(
+                                bytes(span.trace_id), resource_attrs, view.attribute_keys()
+                            )
+                        else:
+                            if now is None:
+                                now = self._clock.monotonic()
+                            ctx = SamplingContext(
+                                bytes(span.trace_id),
+                                span,
+                                rs.resource,
+                                _NOTHING_KNOWN,
+                                now,
+                                _resource_attrs=resource_attrs,
+                                span_keys=view.attribute_keys(),
+                            )
+                            early = self._sampler.decide(ctx)
                         if not early.sampled:
                             counts[(early.policy or "none", EvaluationStatus.SAMPLED_OUT)] += 1
-                            set_status(span, EvaluationStatus.SAMPLED_OUT, view.attribute_keys())
                             changed.add((rs_index, ss_index))
+                            keys = view.attribute_keys()
+                            if light_spans is not None and _STATUS_KEY not in keys:
+                                deferred.append((span, keys))
+                                scope_appended = appended.get((rs_index, ss_index))
+                                if scope_appended is None:
+                                    scope_appended = appended[(rs_index, ss_index)] = {}
+                                scope_appended[index] = _SAMPLED_OUT_FIELD
+                            else:
+                                append_only = False
+                                set_status(span, EvaluationStatus.SAMPLED_OUT, keys)
                             continue
                         self._count_decision(early)
                     size = span.ByteSize()
@@ -435,6 +503,7 @@ class JudgeProcessor:
                         self._count(EvaluationStatus.SKIPPED_OVERLOAD)
                         set_status(span, EvaluationStatus.SKIPPED_OVERLOAD)
                         changed.add((rs_index, ss_index))
+                        append_only = False
                         continue
                     if rs_shell is None:
                         rs_shell = ResourceSpans(resource=rs.resource, schema_url=rs.schema_url)
@@ -455,6 +524,7 @@ class JudgeProcessor:
                             self._count(status)
                             set_status(span, status)
                             changed.add((rs_index, ss_index))
+                            append_only = False
                             continue
                         self._held_bytes += size
                         taken.append(index)
@@ -473,16 +543,29 @@ class JudgeProcessor:
                     self._pending_spans += 1
                     if not span.parent_span_id:
                         self._root_seen(trace)
+                if taken and deferred:  # the message changes: statuses go into it before spans move
+                    append_only = False
+                    _write_deferred(deferred)
                 for index in reversed(taken):
                     del ss.spans[index]
                 if taken and batch.tokens:  # each span taken out keeps its request on disk until it is exported
                     acquire(batch.tokens, len(taken))
                 held_any = held_any or bool(taken)
         if held_any:
+            _write_deferred(deferred)
             _prune_empty(request)
             batch.mark_modified()
         elif changed:
-            _encode_changed(batch, changed)
+            spliced = None
+            if append_only and not batch.is_modified:
+                layout = scope_layout(batch.to_bytes())
+                if layout is not None:
+                    spliced = append_to_spans(batch.to_bytes(), layout, appended)
+            if spliced is not None:
+                batch.encoded_as(spliced)  # the message, without the statuses, is dropped
+            else:
+                _write_deferred(deferred)
+                _encode_changed(batch, changed)
         if request.resource_spans:
             await self._next.consume_traces(batch)
         elif batch.tokens:  # every span was taken out: they hold the request now
@@ -500,9 +583,12 @@ class JudgeProcessor:
         if self._awaiting_order:
             self._flush_awaiting(self._clock.monotonic())
 
-    def _classify(self, view: SpanView) -> ContentReader | None:
+    def _classify(self, view: SpanView, light_attributes: Any = None) -> ContentReader | None:
         try:
-            found = self._reader.classify(view)
+            if light_attributes is not None:
+                found = self._reader.classify_light(view, light_attributes)
+            else:
+                found = self._reader.classify(view)
         except Exception:  # a reader bug must not cost the span: leave it as it is
             self._telemetry.add("otel_judge.reader.errors", format="classify")
             return None

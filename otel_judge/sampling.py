@@ -21,7 +21,7 @@ import enum
 import math
 import re
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Protocol
@@ -300,6 +300,10 @@ class AlwaysSamplePolicy:
     def evaluate(self, ctx: SamplingContext) -> PolicyResult:
         return SAMPLED
 
+    def evaluate_trace_id(self, trace_id: bytes) -> PolicyResult:
+        """:meth:`evaluate` without a context: this policy reads nothing of the span."""
+        return SAMPLED
+
 
 class ProbabilisticPolicy:
     """Trace-id hash below a threshold: the same trace gets the same decision on every replica, and the
@@ -313,7 +317,11 @@ class ProbabilisticPolicy:
         self.hash = _TraceHash(config.probabilistic.hash_salt)
 
     def evaluate(self, ctx: SamplingContext) -> PolicyResult:
-        if self.hash.below(ctx.trace_id, self.percentage):
+        return self.evaluate_trace_id(ctx.trace_id)
+
+    def evaluate_trace_id(self, trace_id: bytes) -> PolicyResult:
+        """:meth:`evaluate` without a context: this policy reads nothing but the trace id."""
+        if self.hash.below(trace_id, self.percentage):
             return PolicyResult(Verdict.SAMPLED, self.percentage / 100.0)
         return NOT_SAMPLED
 
@@ -752,6 +760,14 @@ class LoopGuardPolicy:
             return DROPPED
         return NOT_SAMPLED
 
+    def drops(self, resource_attrs: Mapping[str, Any], span_keys: Any) -> bool:
+        """:meth:`evaluate` is ``DROPPED``, from the resource's attributes and the span's keys."""
+        return (
+            resource_attrs.get(semconv.SERVICE_NAME) in self.services
+            or self.marker in resource_attrs
+            or self.marker in span_keys
+        )
+
 
 # --------------------------------------------------------------------------- registry and sampler
 
@@ -839,6 +855,8 @@ class Sampler:
         self.loop_guard = loop_guard
         self.budgets = tuple(budgets)
         self.needs = _union_needs(self.policies)
+        #: Every policy decides from the trace id alone (``evaluate_trace_id``): see decide_by_trace_id.
+        self.by_trace_id = all(hasattr(p, "evaluate_trace_id") for p in self.policies)
 
     @classmethod
     def from_config(cls, configs: Sequence[Any], clock: Clock, loop_guard: LoopGuardConfig | None = None) -> Sampler:
@@ -868,6 +886,22 @@ class Sampler:
                 sampled.append((policy, result))
         if dropped_by is not None:
             return Decision(False, dropped_by, 0.0)
+        if sampled:
+            return Decision(True, sampled[0][0].name, _inclusion(sampled))
+        return _NOT_SAMPLED_DECISION
+
+    def decide_by_trace_id(self, trace_id: bytes, resource_attrs: Mapping[str, Any], span_keys: Any) -> Decision:
+        """:meth:`decide` when :attr:`by_trace_id`, without building a context: the loop guard reads the
+        resource's attributes and the span's keys, the policies the trace id."""
+        if self.loop_guard is not None and self.loop_guard.drops(resource_attrs, span_keys):
+            return Decision(False, self.loop_guard.name, 0.0)
+        sampled: list[tuple[Policy, PolicyResult]] | None = None
+        for policy in self.policies:
+            result = policy.evaluate_trace_id(trace_id)  # type: ignore[attr-defined]
+            if result.verdict is Verdict.SAMPLED:  # these policies never drop
+                if sampled is None:
+                    sampled = []
+                sampled.append((policy, result))
         if sampled:
             return Decision(True, sampled[0][0].name, _inclusion(sampled))
         return _NOT_SAMPLED_DECISION

@@ -18,8 +18,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_judge import semconv
 from otel_judge.otlp import TraceBatch, attributes_to_dict, py_to_any_value
-from otel_judge.reader import SpanView
-from otel_judge.reader.scan import light_request, scope_layout, splice_scopes
+from otel_judge.reader import GenAIReader, SpanView
+from otel_judge.reader.scan import append_to_spans, light_request, scope_layout, splice_scopes
 from otel_judge.testing import SpanSink
 
 from .conftest import genai_attributes, pipeline_config, running
@@ -95,6 +95,16 @@ CASES: list[tuple[str, ExportTraceServiceRequest, dict[str, str | None]]] = [
             [[], [named("chat-ü", CHAT | {"ключ.ü": "значение"})], [named("plain-ü", {"ключ": 1})]],
         ),
         {"GET /": None, "chat-ü": "sampled_out", "plain-ü": None},
+    ),
+    (
+        "status-already-on-the-span",  # replaced, not appended twice: the fast path writes the message
+        build([[named("chat", CHAT | {STATUS: "evaluated"}), named("chat-2", CHAT)]]),
+        {"chat": "sampled_out", "chat-2": "sampled_out"},
+    ),
+    (
+        "litellm-names",
+        build([[named("litellm_request", {"gen_ai.system": "openai"}), named("raw_gen_ai_request", CHAT)]]),
+        {"litellm_request": "sampled_out", "raw_gen_ai_request": None},
     ),
     (
         "openinference-and-vercel",
@@ -187,3 +197,57 @@ def test_undecodable_bytes_give_no_light_request() -> None:
     """Bytes that are not a request give None (the stage then walks the spans' keys itself)."""
     assert light_request(b"\xff\xff\xff") is None
     assert scope_layout(b"\x0a\xff") is None
+
+
+def test_appending_to_spans_keeps_every_other_byte() -> None:
+    """A field appended to some spans' bytes decodes as that attribute added last; the enclosing
+    lengths follow (also across a varint size change) and unchanged scopes keep their bytes."""
+    big = named("chat", CHAT | {"padding": "x" * 100})
+    request = build([[named("a", HTTP)], [named("b", HTTP), big, named("c", HTTP)]], [[named("d", HTTP)]])
+    raw = request.SerializeToString()
+    layout = scope_layout(raw)
+    assert layout is not None
+    expected = copy.deepcopy(request)
+    status = expected.resource_spans[0].scope_spans[1].spans[1].attributes.add(key=STATUS)
+    status.value.string_value = "y" * 150
+    entry = status.SerializeToString()
+    field = b"\x4a" + bytes(((len(entry) & 0x7F) | 0x80, len(entry) >> 7)) + entry
+
+    spliced = append_to_spans(raw, layout, {(0, 1): {1: field}})
+
+    assert spliced is not None
+    assert ExportTraceServiceRequest.FromString(spliced) == expected
+    first = layout[0][1][0]
+    assert raw[first[0] : first[3]] in spliced  # the first scope, untouched (its resource's length changed)
+    assert spliced.endswith(raw[layout[1][0][0] :])  # the second resource, untouched
+    assert append_to_spans(raw, layout, {(0, 1): {7: field}}) is None  # no such span: None, not garbage
+
+
+def test_remembered_classification_equals_asking_the_readers() -> None:
+    """Classification remembered per span shape answers as the readers do, for every shape, twice."""
+    spans = [
+        named("chat", CHAT),
+        named("agent", AGENT),
+        named("litellm_request", {"gen_ai.system": "openai"}),
+        named("raw_gen_ai_request", CHAT),
+        named("llm", {"openinference.span.kind": "LLM"}),
+        named("chain", {"openinference.span.kind": "CHAIN"}),
+        named("oi", {"llm.input_messages.0.message.role": "user", "llm.request.type": "chat"}),
+        named("indexed", {"gen_ai.prompt.0.role": "user", "gen_ai.system": "openai"}),
+        named("model-only", {"gen_ai.request.model": "m", "gen_ai.provider.name": "p"}),
+        named("model-alone", {"gen_ai.request.model": "m"}),
+        named("unknown-op", {"gen_ai.operation.name": "brand_new"}),
+        named("embeddings", {"gen_ai.operation.name": "embeddings"}),
+        named("vercel", {"ai.operationId": "ai.generateText.doGenerate"}),
+        named("vercel-tool", {"ai.operationId": "ai.toolCall"}),
+        with_duplicate("dup", AGENT, "gen_ai.operation.name", "chat"),
+    ]
+    light = light_request(build([spans]).SerializeToString())
+    assert light is not None
+    maps = [s.attributes for s in light.resource_spans[0].scope_spans[0].spans]
+    remembering, plain = GenAIReader(), GenAIReader()
+    for _ in range(2):
+        for span_, attributes in zip(spans, maps, strict=True):
+            found = remembering.classify_light(SpanView(span_, light_attributes=attributes), attributes)
+            expected = plain.classify(SpanView(span_))
+            assert (found and (found[0], found[1].name)) == (expected and (expected[0], expected[1].name)), span_.name

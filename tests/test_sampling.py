@@ -508,6 +508,49 @@ def test_loop_guard_drops_our_own_telemetry(resource: dict[str, Any], span: dict
         assert decision.policy == "loop_guard"
 
 
+@pytest.mark.parametrize(
+    "policies",
+    [
+        [{"name": "none", "type": "probabilistic", "probabilistic": {"sampling_percentage": 0}}],
+        [{"name": "half", "type": "probabilistic", "probabilistic": {"sampling_percentage": 50}}],
+        [
+            {"name": "a", "type": "probabilistic", "probabilistic": {"sampling_percentage": 30}},
+            {"name": "b", "type": "probabilistic", "probabilistic": {"sampling_percentage": 60, "hash_salt": "x"}},
+        ],
+        [{"name": "all", "type": "always_sample"}],
+    ],
+    ids=["0%", "50%", "two-salts", "always"],
+)
+@pytest.mark.parametrize(
+    ("resource", "span"),
+    [
+        ({"service.name": "otel-judge"}, {}),
+        ({"service.name": "shop"}, {"otel_judge.self": True}),
+        ({"service.name": "shop", "otel_judge.self": 1}, {}),
+        ({"service.name": "shop"}, {"gen_ai.operation.name": "chat"}),
+    ],
+    ids=["own-service", "span-marker", "resource-marker", "app"],
+)
+def test_deciding_by_trace_id_equals_deciding_with_a_context(
+    policies: list[dict[str, Any]], resource: dict[str, Any], span: dict[str, Any]
+) -> None:
+    """The pass-through's shortcut for trace-id-only policies decides as :meth:`Sampler.decide` does."""
+    sampler = Sampler.from_config([POLICY.validate_python(p) for p in policies], FakeClock(), LoopGuardConfig())
+    assert sampler.by_trace_id
+    rng = random.Random(5)
+    for _ in range(200):
+        trace_id = rng.randbytes(16)
+        full = sampler.decide(ctx(trace_id, resource=resource, span=span))
+        assert sampler.decide_by_trace_id(trace_id, resource, span.keys()) == full
+
+
+def test_policies_reading_the_span_are_not_decided_by_trace_id() -> None:
+    model = POLICY.validate_python(
+        {"name": "m", "type": "string_attribute", "string_attribute": {"key": "gen_ai.request.model", "values": ["x"]}}
+    )
+    assert not Sampler.from_config([model], FakeClock()).by_trace_id
+
+
 def test_loop_guard_can_be_turned_off() -> None:
     always = POLICY.validate_python({"name": "all", "type": "always_sample"})
     sampler = Sampler.from_config([always], FakeClock(), LoopGuardConfig(enabled=False))

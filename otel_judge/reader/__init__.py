@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "otel_judge.readers"
+MEMO_SIZE = 4096  # span shapes whose classification is remembered
+_UNKNOWN = object()
 
 #: How to turn content capture on, per reader: shown when spans of that format arrive without content.
 CONTENT_CAPTURE_HINTS: dict[str, str] = {
@@ -105,6 +107,19 @@ class GenAIReader:
         self.candidate_keys: frozenset[str] = frozenset().union(
             *(getattr(r, "candidate_keys", frozenset()) for r in self.readers)
         )
+        # Classification remembered per span shape, when every reader says what its classify reads
+        # (``classify_reads``: keys whose values, keys whose presence, whether the span name): the
+        # same shape always gets the same answer, and looking it up is cheaper than asking each reader.
+        reads = [getattr(r, "classify_reads", None) for r in self.readers]
+        self._memo: dict[Any, tuple[Claim, ContentReader] | None] | None = None
+        self._memo_values: tuple[str, ...] = ()
+        self._memo_keys: tuple[str, ...] = ()
+        self._memo_name = False
+        if all(r is not None for r in reads):
+            self._memo = {}
+            self._memo_values = tuple(sorted(frozenset().union(*(r[0] for r in reads if r is not None))))
+            self._memo_keys = tuple(sorted(frozenset().union(*(r[1] for r in reads if r is not None))))
+            self._memo_name = any(r[2] for r in reads if r is not None)
 
     def is_candidate(self, span: Span) -> bool:
         """Whether any reader's candidate key is on the span (keys only)."""
@@ -130,6 +145,27 @@ class GenAIReader:
             if claim is not None:
                 return claim, reader
         return None
+
+    def classify_light(self, view: SpanView, attributes: Any) -> tuple[Claim, ContentReader] | None:
+        """:meth:`classify` of a span whose attributes are the light key map ``attributes`` (key ->
+        serialised ``AnyValue``, :mod:`otel_judge.reader.scan`), remembered per span shape: the name
+        (when a reader reads it), the raw values of the keys whose values are read, and the presence of
+        the keys whose presence is read."""
+        memo = self._memo
+        if memo is None:
+            return self.classify(view)
+        shape = (
+            view.name if self._memo_name else None,
+            tuple(map(attributes.get, self._memo_values)),
+            tuple(map(attributes.__contains__, self._memo_keys)),
+        )
+        found = memo.get(shape, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = self.classify(view)
+            if len(memo) >= MEMO_SIZE:  # bounded: many distinct shapes (e.g. names) start it over
+                memo.clear()
+            memo[shape] = found
+        return found  # type: ignore[return-value]
 
     def read(self, view: SpanView, logs: Sequence[LogRecord] = ()) -> Exchange | None:
         """The exchange of a model-call span (possibly without content); None for anything else."""

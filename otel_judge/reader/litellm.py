@@ -20,6 +20,8 @@ from otel_judge.reader.otel_genai import OtelGenAIReader
 class LiteLLMReader:
     name = "litellm"
     candidate_keys = semconv.CANDIDATE_KEYS
+    #: What ``classify`` reads: (keys whose values, keys whose presence, whether the span name).
+    classify_reads: tuple[frozenset[str], frozenset[str], bool] = (frozenset(), frozenset(), True)
 
     def __init__(self) -> None:
         self._semconv = OtelGenAIReader()

@@ -83,6 +83,12 @@ _FIRST_INPUT_ROLE = f"{semconv.LLM_INPUT_MESSAGES_PREFIX}0.message.role"
 class OpenInferenceReader:
     name = "openinference"
     candidate_keys = semconv.CANDIDATE_KEYS
+    #: What ``classify`` reads: (keys whose values, keys whose presence, whether the span name).
+    classify_reads: tuple[frozenset[str], frozenset[str], bool] = (
+        frozenset({semconv.OPENINFERENCE_SPAN_KIND}),
+        frozenset({_FIRST_INPUT_ROLE}),
+        False,
+    )
 
     def classify(self, view: SpanView) -> Claim | None:
         kind = view.get(semconv.OPENINFERENCE_SPAN_KIND)

@@ -59,6 +59,12 @@ def indexed_messages(attrs: Mapping[str, Any], prefix: str, default_role: str) -
 class OpenLLMetryReader:
     name = "openllmetry_indexed"
     candidate_keys = semconv.CANDIDATE_KEYS
+    #: What ``classify`` reads: (keys whose values, keys whose presence, whether the span name).
+    classify_reads: tuple[frozenset[str], frozenset[str], bool] = (
+        frozenset(),
+        frozenset({"gen_ai.prompt.0.role", "gen_ai.prompt.0.content", "gen_ai.completion.0.role"}),
+        False,
+    )
 
     def classify(self, view: SpanView) -> Claim | None:
         # Only spans that carry the indexed keys: content-less spans and newer versions are read as

@@ -50,6 +50,21 @@ _NON_LLM_OPERATIONS = frozenset({"embeddings", "execute_tool", "create_agent", "
 class OtelGenAIReader:
     name = "otel_genai"
     candidate_keys = semconv.CANDIDATE_KEYS
+    #: What ``classify`` reads: (keys whose values, keys whose presence, whether the span name).
+    classify_reads: tuple[frozenset[str], frozenset[str], bool] = (
+        frozenset({semconv.GEN_AI_OPERATION_NAME}),
+        frozenset(
+            {
+                *_CONTENT_ATTRS,
+                semconv.GEN_AI_PROMPT,
+                semconv.GEN_AI_COMPLETION,
+                semconv.GEN_AI_REQUEST_MODEL,
+                semconv.GEN_AI_SYSTEM,
+                semconv.GEN_AI_PROVIDER_NAME,
+            }
+        ),
+        False,
+    )
 
     def classify(self, view: SpanView) -> Claim | None:
         operation = view.get(semconv.GEN_AI_OPERATION_NAME)

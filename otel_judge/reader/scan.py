@@ -19,7 +19,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
-__all__ = ["LightRequest", "light_request", "scope_layout", "splice_scopes"]
+__all__ = ["LightRequest", "append_to_spans", "light_request", "scope_layout", "splice_scopes"]
 
 _PACKAGE = "otel_judge.light"
 
@@ -43,6 +43,8 @@ def _light_class() -> Any:
     message("ResourceSpans", 2, "scope_spans", "ScopeSpans")  # ResourceSpans.scope_spans = 2
     message("ScopeSpans", 2, "spans", "Span")  # ScopeSpans.spans = 2
     span = message("Span", 9, "attributes", "Span.AttributesEntry")  # Span.attributes = 9
+    span.field.add(name="trace_id", number=1, type=field.TYPE_BYTES, label=field.LABEL_OPTIONAL)  # Span.trace_id
+    span.field.add(name="parent_span_id", number=4, type=field.TYPE_BYTES, label=field.LABEL_OPTIONAL)
     entry = span.nested_type.add(name="AttributesEntry")
     entry.field.add(name="key", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
     entry.field.add(name="value", number=2, type=field.TYPE_BYTES, label=field.LABEL_OPTIONAL)
@@ -53,7 +55,8 @@ def _light_class() -> Any:
 
 
 #: The light ``ExportTraceServiceRequest``: ``resource_spans[].scope_spans[].spans[].attributes`` is a
-#: map from attribute key to the serialised ``AnyValue``.
+#: map from attribute key to the serialised ``AnyValue``; each light span also has the span's
+#: ``trace_id`` and ``parent_span_id`` (enough to tell roots, without the full span).
 LightRequest: Any = _light_class()
 
 
@@ -80,6 +83,10 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def _encode_varint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -167,3 +174,31 @@ def splice_scopes(raw: bytes, layout: Layout, replaced: dict[tuple[int, int], by
         pos = rs[3]
     out.append(raw[pos:])
     return b"".join(out)
+
+
+def append_to_spans(raw: bytes, layout: Layout, appended: dict[tuple[int, int], dict[int, bytes]]) -> bytes | None:
+    """``raw`` with encoded fields appended to some spans: ``appended[(resource index, scope index)]``
+    maps a span's index in its scope to the bytes to append to it (e.g. one ``Span.attributes``
+    entry). Appending a repeated field's element at the end of a message is valid protobuf and decodes
+    as that element added last, so only the length prefixes of each changed span, its scope and its
+    resource change; every other byte is the received one. None when the bytes do not match."""
+    replaced: dict[tuple[int, int], bytes] = {}
+    try:
+        for (i, j), extra in appended.items():
+            ss = layout[i][1][j]
+            spans = _fields(raw, ss[2], ss[3], 2)  # ScopeSpans.spans = 2
+            content: list[bytes] = []
+            at = ss[2]
+            for k in sorted(extra):
+                field = spans[k]
+                tail = extra[k]
+                content.append(raw[at : field[1]])  # up to and including the span's tag
+                content.append(_encode_varint(field[3] - field[2] + len(tail)))
+                content.append(raw[field[2] : field[3]])
+                content.append(tail)
+                at = field[3]
+            content.append(raw[at : ss[3]])
+            replaced[(i, j)] = b"".join(content)
+    except (ValueError, IndexError):
+        return None
+    return splice_scopes(raw, layout, replaced)

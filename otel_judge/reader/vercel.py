@@ -77,6 +77,12 @@ class VercelAIReader:
 
     name = "vercel_ai"
     candidate_keys = semconv.CANDIDATE_KEYS
+    #: What ``classify`` reads: (keys whose values, keys whose presence, whether the span name).
+    classify_reads: tuple[frozenset[str], frozenset[str], bool] = (
+        frozenset({semconv.AI_OPERATION_ID}),
+        frozenset(),
+        False,
+    )
 
     def __init__(self, judge_wrapper: bool = False) -> None:
         self._judged = semconv.VERCEL_WRAPPER_OPERATIONS if judge_wrapper else semconv.VERCEL_MODEL_CALL_OPERATIONS
