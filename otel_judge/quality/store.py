@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import random
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -42,6 +43,22 @@ __all__ = ["QualityStore", "ScoreRow", "StoreSink", "engine_url", "stored_evalua
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MAX_TEXT = 255  # String(255) columns: label, models, slice values
 _IN_CHUNK = 500  # ids per IN (...) list
+_START_LOCKED_RETRY = 30.0  # seconds start() retries a SQLite file another process holds
+_MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _migration_lock(loop: asyncio.AbstractEventLoop) -> asyncio.Lock:
+    """One migration at a time in this process (per event loop: an asyncio lock belongs to one)."""
+    lock = _MIGRATION_LOCKS.get(loop)
+    if lock is None:
+        lock = _MIGRATION_LOCKS[loop] = asyncio.Lock()
+    return lock
+
+
+def _sqlite_locked(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc)
+
+
 _ADVISORY_LOCK = 0x6F746A71  # "otjq": one migration at a time across replicas
 
 #: An alert condition: (kind, score key, sorted slice items), as ``Alert.key``.
@@ -243,16 +260,30 @@ class QualityStore:
         if self._engine is not None:
             return
         engine: AsyncEngine | None = None
-        try:
-            engine = self._create_engine()
-            async with engine.connect() as plain:
-                conn = await plain.execution_options(**_WRITE)
-                async with conn.begin():
-                    await self._migrate(conn)
-        except (SQLAlchemyError, OSError) as exc:  # OSError includes TimeoutError
-            if engine is not None:
-                await engine.dispose()
-            raise OSError(f"store {self.describe()}: {type(exc).__name__}: {_first_line(exc)}") from None
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + _START_LOCKED_RETRY
+        delay = 0.05
+        while True:
+            try:
+                engine = self._create_engine()
+                # Alembic's command API keeps module-level state (its ``context`` and ``op`` proxies):
+                # two stores migrating at once in one process would corrupt each other's run.
+                async with _migration_lock(loop), engine.connect() as plain:
+                    conn = await plain.execution_options(**_WRITE)
+                    async with conn.begin():
+                        await self._migrate(conn)
+                break
+            except (SQLAlchemyError, OSError) as exc:  # OSError includes TimeoutError
+                if engine is not None:
+                    await engine.dispose()
+                    engine = None
+                # Another process creating the same SQLite file can hold it past the busy handler
+                # (switching a new file to WAL needs it alone): wait and try again, bounded.
+                if _sqlite_locked(exc) and loop.time() + delay < give_up:
+                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 1.0)
+                    continue
+                raise OSError(f"store {self.describe()}: {type(exc).__name__}: {_first_line(exc)}") from None
         self._engine = engine
         if retention_task:
             self._retention = asyncio.create_task(self._retention_loop(), name="store-retention")
