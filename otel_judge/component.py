@@ -8,8 +8,10 @@ stage holds and honours the deadline it is given.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -102,3 +104,14 @@ class Settings:
     #: Allow prompt/completion text (and judge error bodies, which may quote it) in our own logs.
     #: Off by default; ``service.logs.include_content`` turns it on for debugging.
     include_content: bool = False
+
+
+async def run_every(interval: float, tick: Callable[[], Awaitable[None]], logger: logging.Logger, what: str) -> None:
+    """Call ``tick`` every ``interval`` seconds until cancelled. A failing tick is logged, never fatal:
+    the next one runs as usual. Production's driver of the stages' ``tick()``; tests call ``tick()``."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await tick()
+        except Exception:
+            logger.exception("%s failed", what)

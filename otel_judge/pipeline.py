@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from otel_judge.auth import Authenticator
 from otel_judge.bias import same_family
-from otel_judge.component import Settings
+from otel_judge.component import Settings, run_every
 from otel_judge.config import Config, JudgeModelConfig
 from otel_judge.evaluators import Evaluator, build_evaluator
 from otel_judge.evaluators.checks import CHECK_TYPES
@@ -250,7 +250,9 @@ class Pipeline:
         if self.http_receiver is not None:
             await self.http_receiver.start()
         if tick_interval and self._housekeeping is None:
-            self._housekeeping = asyncio.create_task(self._tick_loop(tick_interval), name="pipeline-tick")
+            self._housekeeping = asyncio.create_task(
+                run_every(tick_interval, self.tick, self.settings.logger, "pipeline tick"), name="pipeline-tick"
+            )
         self._running = True
 
     async def tick(self) -> None:
@@ -259,14 +261,6 @@ class Pipeline:
         tests call it after advancing a fake clock."""
         await self.outputs.tick()
         self.watcher.check()
-
-    async def _tick_loop(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.tick()
-            except Exception:
-                self.settings.logger.exception("pipeline tick failed")
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop intake, let judgments finish, export what is held, flush; all within ``grace``."""

@@ -40,7 +40,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from otel_judge import semconv
 from otel_judge.bias import same_family
-from otel_judge.component import Settings
+from otel_judge.component import Settings, run_every
 from otel_judge.config import OutputsConfig, PiiKind, SamplingConfig
 from otel_judge.enrich import apply_results, overall_status, set_status
 from otel_judge.evaluators import Evaluator
@@ -293,7 +293,9 @@ class JudgeProcessor:
         if self._pool is not None:
             await self._pool.start()
         if tick_interval and self._ticker is None:
-            self._ticker = asyncio.create_task(self._tick_loop(tick_interval), name="judge-processor-tick")
+            self._ticker = asyncio.create_task(
+                run_every(tick_interval, self.tick, self._settings.logger, "tick"), name="judge-processor-tick"
+            )
 
     async def shutdown(self, deadline: float) -> None:
         """Decide every trace now, let judgments finish until ``deadline``, then export what is
@@ -317,14 +319,6 @@ class JudgeProcessor:
         self._flush_awaiting(None)  # what still waits for a root goes out without its root's slices
         self._open.clear()  # the pool is stopped: no judgment will come in any more
         self._open_traces.clear()
-
-    async def _tick_loop(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.tick()
-            except Exception:
-                self._settings.logger.exception("tick failed")
 
     async def tick(self) -> None:
         """Decide traces whose wait is over; export, with status ``timeout``, spans past ``max_hold``."""
