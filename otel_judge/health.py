@@ -18,9 +18,10 @@ protocol allows.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import hdrs, web
 
@@ -39,6 +40,7 @@ __all__ = [
     "decode_health_check_request",
     "encode_health_check_response",
     "exporter_readiness",
+    "listen_http",
     "split_host_port",
 ]
 
@@ -146,6 +148,27 @@ def split_host_port(endpoint: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+async def listen_http(
+    app: web.Application,
+    endpoint: str,
+    where: str,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    **runner_options: Any,
+) -> web.AppRunner:
+    """Serve ``app`` on ``endpoint`` and return its runner (bound port: ``runner.addresses[0][1]``).
+    A port that cannot be bound raises OSError naming the config key ``where``; nothing is left open."""
+    runner = web.AppRunner(app, access_log=None, **runner_options)
+    await runner.setup()
+    host, port = split_host_port(endpoint)
+    try:
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise OSError(f"{where}: cannot listen on {endpoint}: {exc.strerror or exc}") from None
+    return runner
+
+
 class HealthServer:
     """``GET /healthz`` (200 ``{"status": "ok"}`` while the process runs) and ``GET /readyz``
     (200 ``{"status": "ready"}``, or 503 ``{"status": "not ready", "reason": ...}``), as the
@@ -167,15 +190,7 @@ class HealthServer:
         app.router.add_get("/readyz", self._readyz)
         if self._config.metrics:
             app.router.add_get("/metrics", self._metrics)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        host, port = split_host_port(self._config.endpoint)
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise OSError(f"service.health.endpoint: cannot listen on {self._config.endpoint}: {exc}") from None
+        runner = await listen_http(app, self._config.endpoint, "service.health.endpoint", shutdown_timeout=1.0)
         self._runner = runner
         self.port = runner.addresses[0][1]
 

@@ -49,7 +49,7 @@ from otel_judge.errors import (
     UnauthenticatedError,
     status_for,
 )
-from otel_judge.health import split_host_port
+from otel_judge.health import listen_http
 from otel_judge.logs import correlated_http
 from otel_judge.otlp import LogsBatch, TraceBatch, decode_otlp_json
 from otel_judge.receiver import outcome_for
@@ -138,15 +138,13 @@ class OtlpHttpReceiver:
         app.router.add_post(self._config.traces_url_path, correlated_http(self._export_traces))
         app.router.add_post(self._config.logs_url_path, correlated_http(self._export_logs))
         # auto_decompress off: gzip is inflated here, under the size cap.
-        runner = web.AppRunner(app, access_log=None, auto_decompress=False)
-        await runner.setup()
-        host, port = split_host_port(self._config.endpoint)
-        try:
-            await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
-        except OSError as exc:
-            await runner.cleanup()
-            where = "receivers.otlp.protocols.http.endpoint"
-            raise OSError(f"{where}: cannot listen on {self._config.endpoint}: {exc.strerror or exc}") from None
+        runner = await listen_http(
+            app,
+            self._config.endpoint,
+            "receivers.otlp.protocols.http.endpoint",
+            ssl_context=ssl_context,
+            auto_decompress=False,
+        )
         self._runner = runner
         self.port = runner.addresses[0][1]
 

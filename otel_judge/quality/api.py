@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from otel_judge.component import Settings
 from otel_judge.config import QUALITY_API_PARAMETERS, QualityApiConfig, parse_duration
 from otel_judge.errors import MalformedError, OtelJudgeError, RetryableError, status_for
-from otel_judge.health import split_host_port
+from otel_judge.health import listen_http
 from otel_judge.quality.stats import estimate
 from otel_judge.quality.store import QualityStore
 
@@ -201,14 +201,7 @@ class QualityApi:
         app = web.Application()
         app.router.add_get("/v1/quality", self._http_quality)
         app.router.add_get("/v1/slices", self._http_slices)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        host, port = split_host_port(self.config.endpoint)
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise OSError(f"quality.api.endpoint: cannot listen on {self.config.endpoint}: {exc}") from None
+        runner = await listen_http(app, self.config.endpoint, "quality.api.endpoint", shutdown_timeout=1.0)
         self._runner = runner
         self.port = runner.addresses[0][1]
         if self.config.grpc_endpoint is not None:
